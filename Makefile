@@ -1,0 +1,33 @@
+# `make run` and `make test` work on a fresh machine: everything goes into .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SOURCES := setup.py $(shell find taskd sql migrations -type f -not -path '*/__pycache__/*')
+export TASKD_DATA_DIR ?= $(CURDIR)/.taskd
+
+.PHONY: run test lint typecheck check clean
+
+# A non-editable install, so the tests exercise exactly what `pip install .` ships.
+$(STAMP): $(SOURCES)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check ".[test,dev]"
+	touch $@
+
+run: $(STAMP)
+	$(BIN)/taskd serve
+
+test: $(STAMP)
+	$(BIN)/pytest tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy taskd
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from taskd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,131 @@
+"""Identity: bearer-token verification, and the mixin that authenticates every API request."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import jwt
+from tornado.httputil import HTTPServerRequest
+
+from taskd.errors import ApiError
+
+MAX_USER_ID = 2**63 - 1
+_DECIMAL = re.compile(r"[0-9]{1,19}")
+_POSITIVE_DECIMAL = re.compile(r"[1-9][0-9]{0,18}")
+HS256 = "HS256"
+
+
+def parse_id(text: str) -> int | None:
+    """A positive 64-bit integer written in decimal digits, or None."""
+    if not _DECIMAL.fullmatch(text):
+        return None
+    number = int(text)
+    return number if 0 < number <= MAX_USER_ID else None
+
+
+class Unauthorized(ApiError):
+    def __init__(self, detail: str, *, token_sent: bool) -> None:
+        challenge = 'Bearer realm="taskd"'
+        if token_sent:
+            # RFC 6750 §3: quote-safe description of why the token was refused.
+            reason = detail.replace('"', "'").replace("\\", "")
+            challenge += f', error="invalid_token", error_description="{reason}"'
+        super().__init__(401, detail, headers={"WWW-Authenticate": challenge})
+
+
+class TokenVerifier:
+    """Verifies HS256 tokens signed with the shared Better Auth secret."""
+
+    def __init__(
+        self,
+        secret: str,
+        *,
+        leeway: int = 30,
+        issuer: str | None = None,
+        audience: str | None = None,
+    ) -> None:
+        self._key = secret.encode()
+        self._leeway = leeway
+        self._issuer = issuer
+        self._audience = audience
+        self._options: Any = {"require": ["exp", "sub"], "verify_aud": audience is not None}
+
+    def user_id(self, token: str) -> int:
+        """The user the token speaks for; Unauthorized when it is not a valid token."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[HS256],
+                leeway=self._leeway,
+                issuer=self._issuer,
+                audience=self._audience,
+                options=self._options,
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("The token has expired.", token_sent=True) from None
+        except jwt.InvalidTokenError as error:
+            raise Unauthorized(f"The token is invalid: {error}", token_sent=True) from None
+        subject = claims["sub"]
+        valid = isinstance(subject, str) and _POSITIVE_DECIMAL.fullmatch(subject)
+        user_id = int(subject) if valid else 0
+        if not 0 < user_id <= MAX_USER_ID:
+            raise Unauthorized(
+                "The token's sub must be a positive 64-bit integer.", token_sent=True
+            )
+        return user_id
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an `Authorization: Bearer ...` header (scheme case-insensitive)."""
+    if not authorization:
+        raise Unauthorized("An Authorization: Bearer token is required.", token_sent=False)
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("The Authorization header must be 'Bearer <token>'.", token_sent=False)
+    return token
+
+
+def issue_token(
+    secret: str,
+    user_id: int,
+    ttl: int,
+    *,
+    now: float,
+    issuer: str | None = None,
+    audience: str | None = None,
+) -> str:
+    """An HS256 token for `user_id`, as Better Auth would sign it (used by `taskd token`)."""
+    claims: dict[str, Any] = {"sub": str(user_id), "iat": int(now), "exp": int(now) + ttl}
+    if issuer:
+        claims["iss"] = issuer
+    if audience:
+        claims["aud"] = audience
+    return jwt.encode(claims, secret.encode(), algorithm=HS256)
+
+
+class AuthMixin:
+    """Authenticates an `/api/{user_id}/...` request in `prepare()`: 401, then 403.
+
+    Deny by default: a handler with this mixin cannot run without a verified token whose
+    subject is the URL's user. The verified user id ends up in `self.current_user`.
+    """
+
+    request: HTTPServerRequest
+    path_args: list[str]
+    current_user: Any
+
+    @property
+    def token_verifier(self) -> TokenVerifier:
+        raise NotImplementedError
+
+    def authenticate(self) -> int:
+        user_id = self.token_verifier.user_id(
+            bearer_token(self.request.headers.get("Authorization"))
+        )
+        if parse_id(self.path_args[0]) != user_id:
+            raise ApiError(403, "The token does not grant access to this user's tasks.")
+        self.current_user = user_id
+        return user_id

@@ -1,0 +1,171 @@
+"""The `taskd` command: serve, migrate, token."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+
+from psycopg_pool import PoolTimeout
+
+from taskd import __version__, embedded, migrate, server
+from taskd.auth import issue_token
+from taskd.config import OPTIONS, ConfigError, Settings, load_settings
+
+EXIT_CONFIG = 2
+DEV_TOKEN_USER = 1
+DEV_TOKEN_TTL = 24 * 3600
+
+# Which settings each command takes as flags (all of them are read from the environment).
+_COMMAND_OPTIONS = {
+    "serve": [option.field for option in OPTIONS],
+    "migrate": ["database_url", "data_dir"],
+    "token": ["secret", "database_url", "data_dir", "jwt_issuer", "jwt_audience"],
+}
+
+
+class CommandError(Exception):
+    """A failure worth one line on stderr and exit status 1."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taskd", description="Per-user task REST service.")
+    parser.add_argument("--version", action="version", version=f"taskd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve.add_argument(
+        "--migrate", action="store_true", help="apply pending migrations before serving"
+    )
+    migrate_cmd = commands.add_parser("migrate", help="apply pending migrations")
+    migrate_cmd.add_argument(
+        "--rollback", action="store_true", help="undo the most recently applied migration"
+    )
+    token = commands.add_parser("token", help="print a signed HS256 token for a user")
+    token.add_argument("--user-id", type=int, required=True, help="the token's sub")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    subparsers = {"serve": serve, "migrate": migrate_cmd, "token": token}
+    for command, fields in _COMMAND_OPTIONS.items():
+        for option in OPTIONS:
+            if option.field in fields:
+                subparsers[command].add_argument(
+                    option.flag,
+                    dest=option.field,
+                    metavar="VALUE",
+                    help=f"{option.help} [{option.env}]",
+                )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    overrides = {option.field: getattr(args, option.field, None) for option in OPTIONS}
+    try:
+        settings = load_settings(overrides=overrides)
+        if args.command == "serve":
+            return _serve(settings, args.migrate)
+        if args.command == "migrate":
+            return _migrate(settings, args.rollback)
+        return _token(settings, args.user_id, args.ttl)
+    except ConfigError as error:
+        print(f"taskd: error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except CommandError as error:
+        print(f"taskd: error: {error}", file=sys.stderr)
+        return 1
+
+
+def _database_url(settings: Settings) -> str:
+    if settings.database_url is not None:
+        return settings.database_url
+    return embedded.start(settings.data_dir)
+
+
+def _secret(settings: Settings) -> str:
+    if settings.secret is not None:
+        return settings.secret
+    if settings.embedded:
+        return embedded.dev_secret(settings.data_dir)
+    raise ConfigError("BETTER_AUTH_SECRET: required when DATABASE_URL is set (at least 32 bytes)")
+
+
+def _serve(settings: Settings, apply_migrations: bool) -> int:
+    settings = settings.replace(secret=_secret(settings))
+    database_url = _database_url(settings)
+    try:
+        todo = migrate.pending(database_url)
+    except Exception as error:
+        raise CommandError(f"cannot reach the database: {error}") from None
+    if todo and (apply_migrations or settings.embedded):
+        migrate.apply(database_url)
+    elif todo:
+        raise CommandError(
+            f"{len(todo)} pending migration(s) ({', '.join(todo)}): "
+            "run 'taskd migrate' or 'taskd serve --migrate'"
+        )
+    sockets = server.listen(settings)
+    base_url = f"http://{settings.host}:{server.bound_port(sockets)}"
+
+    def announce() -> None:
+        logging.getLogger("taskd").info("listening on %s", base_url)
+        if settings.embedded:
+            _print_dev_instructions(settings, base_url)
+
+    try:
+        server.serve(settings, database_url, sockets, on_listening=announce)
+    except PoolTimeout:
+        raise CommandError("the database did not accept connections in time") from None
+    return 0
+
+
+def _print_dev_instructions(settings: Settings, base_url: str) -> None:
+    token = _mint(settings, DEV_TOKEN_USER, DEV_TOKEN_TTL)
+    auth = shlex.quote(f"Authorization: Bearer {token}")
+    print(
+        f"\ntaskd is serving {base_url} on the embedded PostgreSQL in {settings.data_dir}\n"
+        f"A token for user {DEV_TOKEN_USER}, valid for 24 hours:\n\n  {token}\n\n"
+        f"Try it:\n\n  curl -H {auth} {base_url}/api/{DEV_TOKEN_USER}/tasks\n\n"
+        f"  curl -H {auth} -H 'Content-Type: application/json' "
+        f"""-d '{{"title": "Try taskd"}}' {base_url}/api/{DEV_TOKEN_USER}/tasks\n""",
+        flush=True,
+    )
+
+
+def _migrate(settings: Settings, rollback: bool) -> int:
+    database_url = _database_url(settings)
+    try:
+        if rollback:
+            undone = migrate.rollback(database_url)
+            print(f"rolled back {undone}" if undone else "nothing to roll back")
+        else:
+            applied = migrate.apply(database_url)
+            print(f"applied {', '.join(applied)}" if applied else "no pending migrations")
+    except Exception as error:
+        raise CommandError(f"migration failed: {error}") from None
+    return 0
+
+
+def _token(settings: Settings, user_id: int, ttl: int) -> int:
+    if not 0 < user_id < 2**63:
+        raise ConfigError("--user-id: must be a positive 64-bit integer")
+    if ttl <= 0:
+        raise ConfigError("--ttl: must be a positive number of seconds")
+    print(_mint(settings, user_id, ttl))
+    return 0
+
+
+def _mint(settings: Settings, user_id: int, ttl: int) -> str:
+    return issue_token(
+        _secret(settings),
+        user_id,
+        ttl,
+        now=time.time(),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )

@@ -1,0 +1,1 @@
+"""HTTP handlers; each module ends with its route list."""

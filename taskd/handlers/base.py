@@ -1,0 +1,179 @@
+"""The handler hierarchy: JSON in and out, RFC 9457 errors, CORS, and authenticated API routes."""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import Any
+
+import orjson
+from psycopg_pool import AsyncConnectionPool
+from tornado.web import HTTPError, RequestHandler, stream_request_body
+
+from taskd.auth import AuthMixin, TokenVerifier
+from taskd.config import Settings
+from taskd.db.pool import connection
+from taskd.db.users import provision_user
+from taskd.errors import ApiError, problem
+from taskd.models import ModelT, parse_body
+
+log = logging.getLogger("taskd")
+
+MAX_BODY_BYTES = 64 * 1024
+JSON_TYPE = "application/json"
+PROBLEM_TYPE = "application/problem+json"
+CORS_REQUEST_HEADERS = "Authorization, Content-Type"
+CORS_EXPOSED_HEADERS = "Location, Link, Retry-After, WWW-Authenticate"
+# Users already provisioned by this process; forgotten wholesale when it grows past the bound.
+KNOWN_USERS_MAX = 100_000
+
+
+class BaseHandler(RequestHandler):
+    """JSON responses, problem+json errors, CORS. Public: subclasses add authentication."""
+
+    SUPPORTED_METHODS: tuple[str, ...] = ("GET", "OPTIONS")
+
+    @property
+    def taskd_settings(self) -> Settings:
+        settings: Settings = self.settings["taskd"]
+        return settings
+
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        pool: AsyncConnectionPool = self.settings["pool"]
+        return pool
+
+    def set_default_headers(self) -> None:
+        self.clear_header("Server")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Cache-Control", "no-store")
+        origins = self.taskd_settings.cors_origins
+        if origins:
+            self.set_header("Vary", "Origin")
+            origin = self.request.headers.get("Origin")
+            if origin and (origin in origins or "*" in origins):
+                self.set_header("Access-Control-Allow-Origin", origin)
+                self.set_header("Access-Control-Expose-Headers", CORS_EXPOSED_HEADERS)
+
+    def decode_argument(self, value: bytes, name: str | None = None) -> str:
+        # A path segment that is not UTF-8 is simply not a valid id: 403/404, never Tornado's 400.
+        return value.decode("utf-8", errors="replace")
+
+    async def options(self, *args: str) -> None:
+        """CORS preflight for the configured origins; otherwise just the allowed methods."""
+        allowed = ", ".join(self.SUPPORTED_METHODS)
+        self.set_header("Allow", allowed)
+        if self._headers.get("Access-Control-Allow-Origin") and self.request.headers.get(
+            "Access-Control-Request-Method"
+        ):
+            self.set_header("Access-Control-Allow-Methods", allowed)
+            self.set_header("Access-Control-Allow-Headers", CORS_REQUEST_HEADERS)
+            self.set_header("Access-Control-Max-Age", "600")
+        self.set_status(204)
+        self.finish()
+
+    def compute_etag(self) -> None:
+        # Tornado would hash every GET body; task versions get ETags of their own (CONTRACT §8).
+        return None
+
+    def send_json(self, body: bytes | str, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", JSON_TYPE)
+        self.finish(body)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = kwargs["exc_info"][1] if "exc_info" in kwargs else None
+        if isinstance(error, ApiError):
+            body = error.problem()
+            for name, value in error.headers.items():
+                self.set_header(name, value)
+        elif status_code == 405:
+            self.set_header("Allow", ", ".join(self.SUPPORTED_METHODS))
+            body = problem(405, f"{self.request.method} is not allowed on this resource.")
+        elif status_code >= 500:
+            status_code = 500
+            self.set_status(500)
+            body = problem(500, "The server failed to handle this request.")
+        else:
+            message = error.log_message if isinstance(error, HTTPError) else None
+            body = problem(status_code, message or self._reason)
+        self.set_header("Content-Type", PROBLEM_TYPE)
+        self.finish(orjson.dumps(body))
+
+    def log_exception(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Tornado's default would log the whole request, bearer token included.
+        if isinstance(value, HTTPError):
+            return
+        log.error(
+            "unhandled error in %s %s", self.request.method, self.request.path, exc_info=value
+        )
+
+
+class NotFoundHandler(BaseHandler):
+    SUPPORTED_METHODS = RequestHandler.SUPPORTED_METHODS
+
+    def prepare(self) -> None:
+        raise ApiError(404, "No such resource.")
+
+
+@stream_request_body
+class ApiHandler(AuthMixin, BaseHandler):
+    """An authenticated `/api/{user_id}/...` route. The body is read only after the checks of
+    `prepare()`, capped at 64 KiB, and never while holding a database connection."""
+
+    BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+    def initialize(self) -> None:
+        self._body_chunks: list[bytes] = []
+        self._body_size = 0
+
+    @property
+    def token_verifier(self) -> TokenVerifier:
+        verifier: TokenVerifier = self.settings["token_verifier"]
+        return verifier
+
+    async def prepare(self) -> None:
+        if self.request.method == "OPTIONS":
+            return
+        user_id = self.authenticate()
+        if self.request.method in self.BODY_METHODS:
+            self._check_body_headers()
+        await self._provision(user_id)
+
+    def _check_body_headers(self) -> None:
+        length = self.request.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > MAX_BODY_BYTES:
+            raise ApiError(413, f"The body must be at most {MAX_BODY_BYTES} bytes.")
+        has_body = length not in ("", "0") or "Transfer-Encoding" in self.request.headers
+        media_type = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if (has_body or self.request.method != "PATCH") and media_type != JSON_TYPE:
+            raise ApiError(415, "The body must be application/json.")
+
+    async def _provision(self, user_id: int) -> None:
+        known: set[int] = self.settings["known_users"]
+        if user_id in known:
+            return
+        async with connection(self.pool) as conn:
+            await provision_user(conn, user_id=user_id)
+        if len(known) >= KNOWN_USERS_MAX:
+            known.clear()
+        known.add(user_id)
+
+    def data_received(self, chunk: bytes) -> None:
+        self._body_size += len(chunk)
+        if self._body_size <= MAX_BODY_BYTES:
+            self._body_chunks.append(chunk)
+
+    @property
+    def raw_body(self) -> bytes:
+        if self._body_size > MAX_BODY_BYTES:
+            raise ApiError(413, f"The body must be at most {MAX_BODY_BYTES} bytes.")
+        return b"".join(self._body_chunks)
+
+    def json_body(self, model: type[ModelT]) -> ModelT:
+        return parse_body(model, self.raw_body)

@@ -1,0 +1,129 @@
+"""Request bodies, validated once at the edge (strict types, no unknown fields)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from taskd.errors import ApiError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+TITLE_MAX = 500
+DESCRIPTION_MAX = 5000
+
+
+def storable(value: str) -> str:
+    """Refuse what PostgreSQL cannot store in text: NUL and unpaired surrogates."""
+    if "\x00" in value:
+        raise PydanticCustomError("nul_character", "Text must not contain the NUL character")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise PydanticCustomError("invalid_unicode", "Text must be valid Unicode") from None
+    return value
+
+
+def _title(value: str) -> str:
+    value = storable(value).strip()
+    if not value:
+        raise PydanticCustomError("string_too_short", "Title must not be empty or blank")
+    if len(value) > TITLE_MAX:
+        raise PydanticCustomError(
+            "string_too_long", "Title must be at most {max} characters", {"max": TITLE_MAX}
+        )
+    return value
+
+
+Title = Annotated[str, AfterValidator(_title)]
+Description = Annotated[str, AfterValidator(storable)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class TaskCreate(_Body):
+    title: Title = Field(description="1-500 characters after stripping surrounding whitespace")
+    description: Description = Field(default="", max_length=DESCRIPTION_MAX)
+
+
+class TaskUpdate(_Body):
+    """A partial update: only the fields present change; at least one must be present."""
+
+    title: Title | None = Field(default=None, description="1-500 characters after stripping")
+    description: Description | None = Field(default=None, max_length=DESCRIPTION_MAX)
+    is_completed: StrictBool | None = None
+
+    @field_validator("title", "description", "is_completed", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Absent means "leave as it is"; an explicit null is a client mistake.
+        if value is None:
+            raise PydanticCustomError("null_not_allowed", "Input should not be null")
+        return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> TaskUpdate:
+        if not self.model_fields_set:
+            raise PydanticCustomError(
+                "missing", "At least one of title, description, is_completed is required"
+            )
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class Task(BaseModel):
+    """The response shape (documentation only: PostgreSQL renders the JSON itself)."""
+
+    id: int
+    title: str
+    description: str
+    is_completed: bool
+    created_at: str = Field(
+        description="RFC 3339 UTC with microseconds: 2026-02-05T10:11:12.123456Z"
+    )
+    updated_at: str
+    user_id: int
+
+
+def parse_body(model: type[ModelT], body: bytes) -> ModelT:
+    """Decode a JSON object and validate it, turning every failure into a 422 problem."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise ApiError(
+            422,
+            f"The body is not valid JSON: {error}",
+            errors=[{"loc": ["body"], "msg": "Invalid JSON", "type": "json_invalid"}],
+        ) from None
+    if not isinstance(data, dict):
+        raise ApiError(
+            422,
+            "The body must be a JSON object.",
+            errors=[{"loc": ["body"], "msg": "Input should be an object", "type": "dict_type"}],
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        errors = [
+            {"loc": ["body", *item["loc"]], "msg": item["msg"], "type": item["type"]}
+            for item in error.errors(include_url=False, include_context=False, include_input=False)
+        ]
+        first = errors[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ApiError(422, f"Invalid {where}: {first['msg']}", errors=errors) from None

@@ -1,0 +1,170 @@
+"""Fixtures: a fresh PostgreSQL database per run, a pool per test on the test's own loop.
+
+The server is the one `TASKD_TEST_DATABASE_URL` names (for example the local PostgreSQL at
+postgresql://postgres@127.0.0.1:5432/postgres), else an embedded one started for this run.
+Each run creates its own database there, migrates it, and drops it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import jwt
+import orjson
+import psycopg
+import pytest
+from tornado.httpclient import HTTPResponse
+
+from taskd import migrate
+from taskd.app import make_app
+from taskd.config import Settings, load_settings
+from taskd.db.pool import make_pool, open_pool
+
+SECRET = "test-secret-" + "x" * 32
+
+
+def _server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("TASKD_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="delete")
+    yield server.get_uri("postgres")
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server's maintenance-database URL."""
+    yield from _server_url(tmp_path_factory)
+
+
+def with_database(url: str, dbname: str) -> str:
+    """The same server URL with another database name."""
+    return urlsplit(url)._replace(path="/" + dbname).geturl()
+
+
+@pytest.fixture(scope="session")
+def create_database(server_url: str) -> Iterator[Any]:
+    """A factory of fresh, empty databases, all dropped when the run ends."""
+    created: list[str] = []
+
+    def create() -> str:
+        name = f"taskd_test_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        created.append(name)
+        return with_database(server_url, name)
+
+    yield create
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        for name in created:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def database_url(create_database: Any) -> str:
+    """The migrated database shared by this run's API tests (each test uses fresh users)."""
+    url: str = create_database()
+    migrate.apply(url)
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return load_settings(
+        environ={"DATABASE_URL": database_url, "BETTER_AUTH_SECRET": SECRET, "TASKD_POOL_MAX": "4"}
+    )
+
+
+@pytest.fixture
+def pool(io_loop: Any, settings: Settings, database_url: str) -> Iterator[Any]:
+    pool = make_pool(settings, database_url)
+    io_loop.run_sync(lambda: open_pool(pool, 10))
+    yield pool
+    io_loop.run_sync(pool.close)
+
+
+@pytest.fixture
+def app(settings: Settings, pool: Any) -> Any:
+    return make_app(settings, pool)
+
+
+def make_token(user_id: int | str, *, secret: str = SECRET, ttl: int = 300, **claims: Any) -> str:
+    now = int(time.time())
+    payload: dict[str, Any] = {"sub": str(user_id), "iat": now, "exp": now + ttl}
+    payload.update(claims)
+    return jwt.encode({k: v for k, v in payload.items() if v is not None}, secret, "HS256")
+
+
+def new_user_id() -> int:
+    return secrets.randbelow(2**62) + 1
+
+
+@pytest.fixture
+def user_id() -> int:
+    """A user no other test has seen, so tests need no cleanup between them."""
+    return new_user_id()
+
+
+class Api:
+    """Requests as a client makes them: JSON bodies, a bearer token, no raising on 4xx/5xx."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        user: int | None = None,
+        token: str | None = None,
+        json: Any = None,
+        body: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> HTTPResponse:
+        all_headers = dict(headers or {})
+        if token is None and user is not None:
+            token = make_token(user)
+        if token is not None:
+            all_headers.setdefault("Authorization", f"Bearer {token}")
+        if json is not None:
+            body = orjson.dumps(json)
+            all_headers.setdefault("Content-Type", "application/json")
+        if body is None and method in ("POST", "PUT", "PATCH"):
+            body = b""
+        response: HTTPResponse = await self.client.fetch(
+            path,
+            method=method,
+            body=body,
+            headers=all_headers,
+            raise_error=False,
+            allow_nonstandard_methods=True,
+            follow_redirects=False,
+        )
+        return response
+
+    async def create(self, user: int, title: str = "a task", **fields: Any) -> dict[str, Any]:
+        response = await self.request(
+            "POST", f"/api/{user}/tasks", user=user, json={"title": title, **fields}
+        )
+        assert response.code == 201, response.body
+        task: dict[str, Any] = orjson.loads(response.body)
+        return task
+
+
+@pytest.fixture
+def api(http_server_client: Any) -> Api:
+    return Api(http_server_client)
+
+
+def body(response: HTTPResponse) -> Any:
+    return orjson.loads(response.body)
