@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SOURCES := setup.py $(shell find taskd sql migrations -type f -not -path '*/__pycache__/*')
 export TASKD_DATA_DIR ?= $(CURDIR)/.taskd
 
-.PHONY: run test lint typecheck check clean
+.PHONY: run test lint typecheck check check-install clean
 
 # A non-editable install, so the tests exercise exactly what `pip install .` ships.
 $(STAMP): $(SOURCES)
@@ -28,6 +28,10 @@ typecheck: $(STAMP)
 	$(BIN)/mypy taskd
 
 check: lint typecheck test
+
+# A non-editable install into a fresh venv outside the checkout, migrated, served and queried.
+check-install:
+	PYTHON="$(PYTHON)" bash tests/check_install.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

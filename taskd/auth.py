@@ -28,10 +28,30 @@ class Unauthorized(ApiError):
     def __init__(self, detail: str, *, token_sent: bool) -> None:
         challenge = 'Bearer realm="taskd"'
         if token_sent:
-            # RFC 6750 §3: quote-safe description of why the token was refused.
-            reason = detail.replace('"', "'").replace("\\", "")
-            challenge += f', error="invalid_token", error_description="{reason}"'
+            # `detail` is always one of our own fixed ASCII sentences, never text from the token.
+            challenge += f', error="invalid_token", error_description="{detail}"'
         super().__init__(401, detail, headers={"WWW-Authenticate": challenge})
+
+
+# Why a token was refused, by PyJWT's exception class (most specific first). PyJWT's own
+# messages can quote the token's header, so they are never passed on to the client or log.
+_REFUSALS: tuple[tuple[type[jwt.InvalidTokenError], str], ...] = (
+    (jwt.ExpiredSignatureError, "The token has expired."),
+    (jwt.ImmatureSignatureError, "The token is not valid yet."),
+    (jwt.MissingRequiredClaimError, "The token lacks a required claim."),
+    (jwt.InvalidIssuerError, "The token's issuer is not accepted."),
+    (jwt.InvalidAudienceError, "The token's audience is not accepted."),
+    (jwt.InvalidAlgorithmError, "The token's algorithm is not accepted."),
+    (jwt.InvalidSignatureError, "The token's signature is invalid."),
+    (jwt.DecodeError, "The token is malformed."),
+)
+
+
+def _refusal(error: jwt.InvalidTokenError) -> str:
+    for kind, reason in _REFUSALS:
+        if isinstance(error, kind):
+            return reason
+    return "The token is invalid."
 
 
 class TokenVerifier:
@@ -63,10 +83,8 @@ class TokenVerifier:
                 audience=self._audience,
                 options=self._options,
             )
-        except jwt.ExpiredSignatureError:
-            raise Unauthorized("The token has expired.", token_sent=True) from None
         except jwt.InvalidTokenError as error:
-            raise Unauthorized(f"The token is invalid: {error}", token_sent=True) from None
+            raise Unauthorized(_refusal(error), token_sent=True) from None
         subject = claims["sub"]
         valid = isinstance(subject, str) and _POSITIVE_DECIMAL.fullmatch(subject)
         user_id = int(subject) if valid else 0

@@ -63,9 +63,15 @@ def parse_queries(text: str) -> dict[str, Query]:
     return queries
 
 
+# A string literal (kept) or a comment (dropped), so a parameter named only in a comment
+# cannot satisfy the user_id rule.
+_LITERAL_OR_COMMENT = re.compile(r"('(?:[^']|'')*')|--[^\n]*|/\*.*?\*/", re.DOTALL)
+
+
 def _strip_sql(body: str) -> str:
-    lines = [line for line in body.strip().splitlines() if not line.lstrip().startswith("--")]
-    return "\n".join(lines).strip().rstrip(";").strip()
+    sql = _LITERAL_OR_COMMENT.sub(lambda match: match.group(1) or "", body)
+    lines = [line.rstrip() for line in sql.strip().splitlines() if line.strip()]
+    return "\n".join(lines).rstrip(";").strip()
 
 
 # Installed inside the package (setup.py maps the top-level sql/ there).

@@ -60,15 +60,18 @@ async def create_task(
     return row[0], row[1]
 
 
+async def _task_by_id(conn: AsyncConnection, name: str, *, user_id: int, task_id: int) -> Any:
+    query = _QUERIES[name]
+    return await _fetch_value(conn, query, query.bind(user_id=user_id, task_id=task_id))
+
+
 async def get_task(conn: AsyncConnection, *, user_id: int, task_id: int) -> str | None:
-    query = _QUERIES["get_task"]
-    task: str | None = await _fetch_value(conn, query, query.bind(user_id=user_id, task_id=task_id))
+    task: str | None = await _task_by_id(conn, "get_task", user_id=user_id, task_id=task_id)
     return task
 
 
 async def task_exists(conn: AsyncConnection, *, user_id: int, task_id: int) -> bool:
-    query = _QUERIES["task_exists"]
-    return bool(await _fetch_value(conn, query, query.bind(user_id=user_id, task_id=task_id)))
+    return bool(await _task_by_id(conn, "task_exists", user_id=user_id, task_id=task_id))
 
 
 async def update_task(
@@ -94,14 +97,13 @@ async def update_task(
 
 
 async def toggle_task(conn: AsyncConnection, *, user_id: int, task_id: int) -> str | None:
-    query = _QUERIES["toggle_task"]
-    task: str | None = await _fetch_value(conn, query, query.bind(user_id=user_id, task_id=task_id))
+    task: str | None = await _task_by_id(conn, "toggle_task", user_id=user_id, task_id=task_id)
     return task
 
 
 async def delete_task(conn: AsyncConnection, *, user_id: int, task_id: int) -> bool:
-    query = _QUERIES["delete_task"]
-    return await _fetch_value(conn, query, query.bind(user_id=user_id, task_id=task_id)) is not None
+    deleted = await _task_by_id(conn, "delete_task", user_id=user_id, task_id=task_id)
+    return deleted is not None
 
 
 async def list_tasks(

@@ -1,0 +1,573 @@
+"""End-to-end tests of the `taskd` command: the installed console script, run in subprocesses.
+
+Every process a test starts is stopped in a fixture teardown, and every wait has a timeout.
+"""
+
+from __future__ import annotations
+
+import http.client
+import importlib.metadata
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jwt
+import psycopg
+import pytest
+from conftest import SECRET, make_token
+
+from taskd.migrate import MIGRATIONS_DIR
+
+TASKD = Path(sys.executable).with_name("taskd")
+COMMAND_TIMEOUT = 60
+START_TIMEOUT = 60
+STOP_TIMEOUT = 30
+LISTENING = re.compile(r"listening on (http://\S+)")
+# The variables taskd reads besides TASKD_*; tests start from an environment without any of them.
+CONFIG_VARIABLES = ("DATABASE_URL", "BETTER_AUTH_SECRET", "API_HOST", "API_PORT", "CORS_ORIGINS")
+
+
+def migration_ids() -> list[str]:
+    """The ids of the migrations the installed package ships, in the order yoyo applies them."""
+    return sorted(
+        path.name.removesuffix(".sql")
+        for path in MIGRATIONS_DIR.glob("*.sql")
+        if not path.name.endswith(".rollback.sql")
+    )
+
+
+@pytest.fixture
+def environ(tmp_path: Path) -> dict[str, str]:
+    """The test's environment with no taskd configuration (the data dir is the test's own)."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in CONFIG_VARIABLES and not name.startswith("TASKD_")
+    }
+    env["TASKD_DATA_DIR"] = str(tmp_path / "taskd-data")
+    return env
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A directory outside the checkout, so `python -m taskd` imports the installed package."""
+    path = tmp_path / "cwd"
+    path.mkdir()
+    return path
+
+
+def taskd(
+    *args: str, env: dict[str, str], cwd: Path, timeout: float = COMMAND_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(TASKD), *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def stderr_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return result.stderr.strip().splitlines()
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> str:
+    lines = stderr_lines(result)
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def table_exists(database_url: str, table: str) -> bool:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [f"public.{table}"]).fetchone()
+    assert row is not None
+    return bool(row[0])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def request(
+    method: str, url: str, *, token: str | None = None, json_body: Any = None
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request; returns (status, headers, body) for every status, 4xx/5xx included."""
+    parts = urlsplit(url)
+    headers = {}
+    body = None
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    if json_body is not None:
+        body = json.dumps(json_body).encode()
+        headers["Content-Type"] = "application/json"
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        conn.request(method, target, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+class Process:
+    """A running `taskd serve`, its stdout and stderr collected line by line by two threads."""
+
+    def __init__(self, args: Sequence[str], env: dict[str, str], cwd: Path) -> None:
+        self.popen = subprocess.Popen(
+            [str(TASKD), *args],
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self._changed = threading.Condition()
+        self._readers = [
+            threading.Thread(
+                target=self._drain, args=(self.popen.stdout, self.stdout), daemon=True
+            ),
+            threading.Thread(
+                target=self._drain, args=(self.popen.stderr, self.stderr), daemon=True
+            ),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _drain(self, stream: Any, lines: list[str]) -> None:
+        for line in stream:
+            with self._changed:
+                lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def output(self) -> str:
+        with self._changed:
+            return "stdout:\n" + "\n".join(self.stdout) + "\nstderr:\n" + "\n".join(self.stderr)
+
+    def wait_for(self, lines: list[str], pattern: re.Pattern[str]) -> re.Match[str]:
+        """The first line of `lines` matching `pattern`; fails if the process exits first."""
+        deadline = time.monotonic() + START_TIMEOUT
+        with self._changed:
+            while True:
+                for line in lines:
+                    match = pattern.search(line)
+                    if match:
+                        return match
+                exited = self.popen.poll() is not None
+                readers_done = not any(reader.is_alive() for reader in self._readers)
+                if exited and readers_done:
+                    pytest.fail(f"taskd exited ({self.popen.returncode}) first:\n{self.output()}")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    pytest.fail(f"no line matching {pattern.pattern!r}:\n{self.output()}")
+                self._changed.wait(min(remaining, 0.5))
+
+    def base_url(self) -> str:
+        return self.wait_for(self.stderr, LISTENING).group(1)
+
+    def terminate(self) -> int:
+        """SIGTERM, then the exit status (the readers have collected all output by then)."""
+        self.popen.send_signal(signal.SIGTERM)
+        returncode = self.popen.wait(timeout=STOP_TIMEOUT)
+        for reader in self._readers:
+            reader.join(timeout=STOP_TIMEOUT)
+        return returncode
+
+    def close(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=STOP_TIMEOUT)
+        for reader in self._readers:
+            reader.join(timeout=STOP_TIMEOUT)
+        for stream in (self.popen.stdout, self.popen.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def spawn(environ: dict[str, str], workdir: Path) -> Iterator[Any]:
+    """A factory of `taskd` processes; whatever is still running at teardown is stopped."""
+    started: list[Process] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> Process:
+        process = Process(args, env if env is not None else environ, workdir)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.close()
+
+
+@pytest.fixture
+def external_env(environ: dict[str, str], database_url: str) -> dict[str, str]:
+    """A valid configuration on the migrated test database."""
+    return {**environ, "DATABASE_URL": database_url, "BETTER_AUTH_SECRET": SECRET}
+
+
+# --- taskd migrate -------------------------------------------------------------------------
+
+
+def test_migrate_applies_then_reports_nothing_pending(
+    create_database: Any, environ: dict[str, str], workdir: Path
+) -> None:
+    url = create_database()
+    env = {**environ, "DATABASE_URL": url}
+    ids = migration_ids()
+    assert ids, f"no migrations in {MIGRATIONS_DIR}"
+
+    first = taskd("migrate", env=env, cwd=workdir)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == f"applied {', '.join(ids)}"
+    assert table_exists(url, "users")
+    assert table_exists(url, "tasks")
+
+    again = taskd("migrate", env=env, cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "no pending migrations"
+
+
+def test_migrate_rollback_undoes_one_migration_at_a_time(
+    create_database: Any, environ: dict[str, str], workdir: Path
+) -> None:
+    url = create_database()
+    env = {**environ, "DATABASE_URL": url}
+    assert taskd("migrate", env=env, cwd=workdir).returncode == 0
+    ids = migration_ids()
+
+    for undone in reversed(ids):
+        result = taskd("migrate", "--rollback", env=env, cwd=workdir)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == f"rolled back {undone}"
+        if undone == "0002.create-tasks":
+            assert not table_exists(url, "tasks")
+            assert table_exists(url, "users")
+    assert not table_exists(url, "tasks")
+    assert not table_exists(url, "users")
+
+    nothing = taskd("migrate", "--rollback", env=env, cwd=workdir)
+    assert nothing.returncode == 0, nothing.stderr
+    assert nothing.stdout.strip() == "nothing to roll back"
+
+    reapplied = taskd("migrate", env=env, cwd=workdir)
+    assert reapplied.stdout.strip() == f"applied {', '.join(ids)}"
+    assert table_exists(url, "tasks")
+
+
+def test_migrate_database_url_flag_overrides_the_environment(
+    create_database: Any, environ: dict[str, str], workdir: Path
+) -> None:
+    from_env, from_flag = create_database(), create_database()
+    env = {**environ, "DATABASE_URL": from_env}
+
+    result = taskd("migrate", "--database-url", from_flag, env=env, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"applied {', '.join(migration_ids())}"
+    assert table_exists(from_flag, "tasks")
+    assert not table_exists(from_env, "tasks")
+    assert not table_exists(from_env, "users")
+
+
+def test_migrate_with_only_the_flag(
+    create_database: Any, environ: dict[str, str], workdir: Path
+) -> None:
+    url = create_database()
+    result = taskd("migrate", "--database-url", url, env=environ, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert table_exists(url, "tasks")
+    assert not (Path(environ["TASKD_DATA_DIR"]) / "postgres").exists()
+
+
+# --- taskd serve on an external database ---------------------------------------------------
+
+
+def test_serve_refuses_pending_migrations(
+    create_database: Any, environ: dict[str, str], workdir: Path
+) -> None:
+    url = create_database()
+    env = {**environ, "DATABASE_URL": url, "BETTER_AUTH_SECRET": SECRET}
+
+    result = taskd("serve", "--port", "0", env=env, cwd=workdir)
+    assert result.returncode != 0
+    line = assert_one_line_error(result, "pending migration")
+    assert "taskd migrate" in line
+    assert not table_exists(url, "users")
+
+
+def test_serve_migrate_serves_and_stops_cleanly_on_sigterm(
+    create_database: Any, environ: dict[str, str], workdir: Path, spawn: Any
+) -> None:
+    url = create_database()
+    env = {**environ, "DATABASE_URL": url, "BETTER_AUTH_SECRET": SECRET}
+    server = spawn("serve", "--migrate", "--port", "0", env=env)
+    base_url = server.base_url()
+    assert table_exists(url, "tasks")
+
+    minted = taskd("token", "--user-id", "5", env=env, cwd=workdir)
+    assert minted.returncode == 0, minted.stderr
+    token = minted.stdout.strip()
+
+    status, _, body = request("GET", f"{base_url}/api/5/tasks", token=token)
+    assert (status, json.loads(body)) == (200, [])
+
+    status, headers, body = request(
+        "POST", f"{base_url}/api/5/tasks", token=token, json_body={"title": "from the CLI test"}
+    )
+    assert status == 201, body
+    task = json.loads(body)
+    assert task["title"] == "from the CLI test"
+    assert task["user_id"] == 5
+    assert headers["Location"].endswith(f"/api/5/tasks/{task['id']}")
+
+    status, _, body = request("GET", f"{base_url}/api/5/tasks", token=token)
+    assert (status, json.loads(body)) == (200, [task])
+
+    status, _, _ = request("GET", f"{base_url}/api/5/tasks")
+    assert status == 401
+
+    assert server.terminate() == 0, server.output()
+    assert token not in server.output()
+
+
+def test_serve_port_flag_overrides_a_bad_environment_value(
+    external_env: dict[str, str], spawn: Any
+) -> None:
+    server = spawn("serve", "--port", "0", env={**external_env, "API_PORT": "70000"})
+    base_url = server.base_url()
+    status, _, _ = request("GET", f"{base_url}/api/3/tasks", token=make_token(3))
+    assert status == 200
+    assert server.terminate() == 0, server.output()
+
+
+def test_serve_port_flag_overrides_the_environment(
+    external_env: dict[str, str], spawn: Any
+) -> None:
+    env_port, flag_port = free_port(), free_port()
+    server = spawn(
+        "serve", "--port", str(flag_port), env={**external_env, "API_PORT": str(env_port)}
+    )
+    assert server.base_url() == f"http://127.0.0.1:{flag_port}"
+    assert server.terminate() == 0, server.output()
+
+
+def test_serve_takes_the_port_from_the_environment(
+    external_env: dict[str, str], spawn: Any
+) -> None:
+    port = free_port()
+    server = spawn("serve", env={**external_env, "API_PORT": str(port)})
+    assert server.base_url() == f"http://127.0.0.1:{port}"
+    status, _, _ = request("GET", f"http://127.0.0.1:{port}/api/3/tasks", token=make_token(3))
+    assert status == 200
+    assert server.terminate() == 0, server.output()
+
+
+# --- configuration errors ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("TASKD_POOL_MAX", "abc"),
+        ("API_PORT", "70000"),
+        ("BETTER_AUTH_SECRET", "short"),
+        ("TASKD_WORKERS", "0"),
+    ],
+)
+def test_serve_bad_setting_is_a_one_line_error(
+    external_env: dict[str, str], workdir: Path, variable: str, value: str
+) -> None:
+    # If the value were accepted, the server would listen on a free port until the timeout.
+    env = {**external_env, "API_PORT": "0", variable: value}
+    result = taskd("serve", env=env, cwd=workdir, timeout=20)
+    assert result.returncode == 2, result.stderr
+    assert_one_line_error(result, variable)
+    assert result.stdout == ""
+
+
+def test_serve_bad_flag_value_names_the_setting(
+    external_env: dict[str, str], workdir: Path
+) -> None:
+    args = ("serve", "--port", "0", "--workers", "0")
+    result = taskd(*args, env=external_env, cwd=workdir, timeout=20)
+    assert result.returncode == 2, result.stderr
+    assert_one_line_error(result, "TASKD_WORKERS")
+
+
+# --- taskd token ---------------------------------------------------------------------------
+
+
+def test_token_is_an_hs256_jwt_for_the_user(external_env: dict[str, str], workdir: Path) -> None:
+    before = time.time()
+    result = taskd("token", "--user-id", "42", "--ttl", "600", env=external_env, cwd=workdir)
+    after = time.time()
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout
+    token = lines[0]
+
+    assert jwt.get_unverified_header(token)["alg"] == "HS256"
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "42"
+    assert int(before) + 600 <= claims["exp"] <= after + 600
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(token, SECRET + "-other", algorithms=["HS256"])
+
+
+def test_token_default_ttl_is_an_hour(external_env: dict[str, str], workdir: Path) -> None:
+    before = time.time()
+    result = taskd("token", "--user-id", "7", env=external_env, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    claims = jwt.decode(result.stdout.strip(), SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "7"
+    assert abs(claims["exp"] - (before + 3600)) <= 5
+
+
+def test_token_without_a_secret_on_an_external_database(
+    environ: dict[str, str], database_url: str, workdir: Path
+) -> None:
+    env = {**environ, "DATABASE_URL": database_url}
+    result = taskd("token", "--user-id", "5", env=env, cwd=workdir)
+    assert result.returncode == 2, result.stderr
+    assert_one_line_error(result, "BETTER_AUTH_SECRET")
+    assert result.stdout == ""
+
+
+# --- the embedded default ------------------------------------------------------------------
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Ids of the running processes whose command line contains `text`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.fixture
+def embedded_data_dir(tmp_path: Path) -> Iterator[Path]:
+    """A data dir whose embedded PostgreSQL, if a failed test leaves it running, is stopped."""
+    data_dir = tmp_path / "embedded"
+    yield data_dir
+    pidfile = data_dir / "postgres" / "postmaster.pid"
+    if not pidfile.exists():
+        return
+    pid = int(pidfile.read_text().split()[0])
+    if pid not in processes_mentioning(str(data_dir)):
+        return
+    os.kill(pid, signal.SIGINT)  # fast shutdown
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def curl_lines(server: Process) -> list[list[str]]:
+    """The printed `curl` commands (GET, then POST), as argument lists."""
+    server.wait_for(server.stdout, re.compile(r"^\s*curl .*-d "))
+    return [shlex.split(line) for line in server.stdout if line.strip().startswith("curl ")]
+
+
+def run_curl(argv: list[str]) -> tuple[int, Any]:
+    """Runs a printed curl command unchanged, plus options that only report the status."""
+    result = subprocess.run(
+        [*argv, "--silent", "--show-error", "--write-out", "\n%{http_code}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    body, _, status = result.stdout.rpartition("\n")
+    return int(status), json.loads(body)
+
+
+def test_embedded_default_serves_and_keeps_its_data(
+    environ: dict[str, str], embedded_data_dir: Path, spawn: Any
+) -> None:
+    env = {**environ, "TASKD_DATA_DIR": str(embedded_data_dir)}
+    pgdata = str(embedded_data_dir / "postgres")
+
+    first = spawn("serve", "--port", "0", env=env)
+    base_url = first.base_url()
+    get_tasks, post_task = curl_lines(first)
+    assert get_tasks[-1] == post_task[-1] == f"{base_url}/api/1/tasks"
+    status, tasks = run_curl(get_tasks)
+    assert (status, tasks) == (200, [])
+    status, task = run_curl(post_task)
+    assert status == 201, task
+    assert task["title"] == "Try taskd"
+
+    token = next(arg for arg in get_tasks if arg.startswith("Authorization: Bearer "))
+    token = token.removeprefix("Authorization: Bearer ")
+    secret = (embedded_data_dir / "dev-secret").read_text().strip()
+    assert len(secret.encode()) >= 32
+    assert jwt.decode(token, secret, algorithms=["HS256"])["sub"] == "1"
+    assert processes_mentioning(pgdata), "the embedded PostgreSQL is not running"
+
+    assert first.terminate() == 0, first.output()
+    assert processes_mentioning(pgdata) == [], "the embedded PostgreSQL outlived taskd"
+
+    second = spawn("serve", "--port", "0", env=env)
+    base_url = second.base_url()
+    curl_lines(second)
+    status, _, body = request("GET", f"{base_url}/api/1/tasks", token=token)
+    assert status == 200, body
+    assert json.loads(body) == [task]
+    assert (embedded_data_dir / "dev-secret").read_text().strip() == secret
+
+    assert second.terminate() == 0, second.output()
+    assert processes_mentioning(pgdata) == []
+
+
+# --- python -m taskd -----------------------------------------------------------------------
+
+
+def test_python_dash_m_version(environ: dict[str, str], workdir: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "taskd", "--version"],
+        env=environ,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"taskd {importlib.metadata.version('taskd')}"
+    script = taskd("--version", env=environ, cwd=workdir)
+    assert script.stdout == result.stdout

@@ -1,0 +1,467 @@
+"""The data layer on its own (CONTRACT §4, STYLE rules 3-4, 7): user-bound functions and
+queries, the query loader's rules, and the migrations against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import psycopg
+import pytest
+from conftest import new_user_id
+
+from taskd import migrate
+from taskd.db import tasks, users
+from taskd.db.queries import QueryLoadError, load_queries, parse_queries
+
+MIGRATIONS = ["0001.create-users", "0002.create-tasks"]
+
+
+async def connect(database_url: str) -> psycopg.AsyncConnection[Any]:
+    return await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+
+
+async def user_rows(conn: psycopg.AsyncConnection[Any], user: int) -> list[tuple[Any, ...]]:
+    cursor = await conn.execute("SELECT id FROM users WHERE id = %s", [user])
+    return await cursor.fetchall()
+
+
+# The data functions
+
+
+async def test_create_task_provisions_its_user_and_returns_the_task(database_url, user_id):
+    async with await connect(database_url) as conn:
+        task_id, task_json = await tasks.create_task(
+            conn, user_id=user_id, title="write tests", description="all of them"
+        )
+        task = orjson.loads(task_json)
+        assert task == {
+            "id": task_id,
+            "title": "write tests",
+            "description": "all of them",
+            "is_completed": False,
+            "created_at": task["created_at"],
+            "updated_at": task["created_at"],
+            "user_id": user_id,
+        }
+        assert await user_rows(conn, user_id) == [(user_id,)]
+
+
+async def test_get_task_sees_only_its_users_task(database_url, user_id):
+    other = new_user_id()
+    async with await connect(database_url) as conn:
+        task_id, task_json = await tasks.create_task(
+            conn, user_id=user_id, title="mine", description=""
+        )
+        assert await tasks.get_task(conn, user_id=user_id, task_id=task_id) == task_json
+        assert await tasks.get_task(conn, user_id=other, task_id=task_id) is None
+        assert await tasks.get_task(conn, user_id=user_id, task_id=task_id + 10**12) is None
+
+
+async def test_task_exists_only_for_its_user(database_url, user_id):
+    async with await connect(database_url) as conn:
+        task_id, _ = await tasks.create_task(conn, user_id=user_id, title="mine", description="")
+        assert await tasks.task_exists(conn, user_id=user_id, task_id=task_id) is True
+        assert await tasks.task_exists(conn, user_id=new_user_id(), task_id=task_id) is False
+
+
+async def test_update_task_changes_the_given_fields_of_its_users_task_only(database_url, user_id):
+    async with await connect(database_url) as conn:
+        task_id, created_json = await tasks.create_task(
+            conn, user_id=user_id, title="before", description="kept"
+        )
+        created = orjson.loads(created_json)
+
+        assert (
+            await tasks.update_task(conn, user_id=new_user_id(), task_id=task_id, title="stolen")
+            is None
+        )
+        assert await tasks.get_task(conn, user_id=user_id, task_id=task_id) == created_json
+
+        updated_json = await tasks.update_task(
+            conn, user_id=user_id, task_id=task_id, title="after", is_completed=True
+        )
+        assert updated_json is not None
+        updated = orjson.loads(updated_json)
+        assert updated == {
+            **created,
+            "title": "after",
+            "is_completed": True,
+            "updated_at": updated["updated_at"],
+        }
+        assert updated["updated_at"] > created["updated_at"]
+
+
+async def test_toggle_task_flips_its_users_task_only(database_url, user_id):
+    async with await connect(database_url) as conn:
+        task_id, created_json = await tasks.create_task(
+            conn, user_id=user_id, title="toggle", description=""
+        )
+        assert await tasks.toggle_task(conn, user_id=new_user_id(), task_id=task_id) is None
+        assert await tasks.get_task(conn, user_id=user_id, task_id=task_id) == created_json
+
+        toggled = await tasks.toggle_task(conn, user_id=user_id, task_id=task_id)
+        assert toggled is not None
+        assert orjson.loads(toggled)["is_completed"] is True
+        toggled = await tasks.toggle_task(conn, user_id=user_id, task_id=task_id)
+        assert toggled is not None
+        assert orjson.loads(toggled)["is_completed"] is False
+
+
+async def test_delete_task_deletes_its_users_task_only(database_url, user_id):
+    async with await connect(database_url) as conn:
+        task_id, task_json = await tasks.create_task(
+            conn, user_id=user_id, title="doomed", description=""
+        )
+        assert await tasks.delete_task(conn, user_id=new_user_id(), task_id=task_id) is False
+        assert await tasks.get_task(conn, user_id=user_id, task_id=task_id) == task_json
+
+        assert await tasks.delete_task(conn, user_id=user_id, task_id=task_id) is True
+        assert await tasks.get_task(conn, user_id=user_id, task_id=task_id) is None
+        assert await tasks.delete_task(conn, user_id=user_id, task_id=task_id) is False
+
+
+async def test_list_tasks_returns_its_users_tasks_only(database_url, user_id):
+    other = new_user_id()
+    async with await connect(database_url) as conn:
+        mine = [
+            (await tasks.create_task(conn, user_id=user_id, title=f"mine {n}", description=""))[0]
+            for n in range(3)
+        ]
+        for n in range(2):
+            await tasks.create_task(conn, user_id=other, title=f"theirs {n}", description="")
+
+        page = await tasks.list_tasks(conn, user_id=user_id, limit=1000)
+        listed = orjson.loads(page.json)
+        assert [task["id"] for task in listed] == mine[::-1]
+        assert {task["user_id"] for task in listed} == {user_id}
+        assert page.next_after is None
+
+        first = await tasks.list_tasks(conn, user_id=user_id, sort="title", limit=2)
+        assert [task["id"] for task in orjson.loads(first.json)] == mine[:2]
+        assert first.next_after is not None
+        rest = await tasks.list_tasks(
+            conn, user_id=user_id, sort="title", after=first.next_after, limit=2
+        )
+        assert [task["id"] for task in orjson.loads(rest.json)] == mine[2:]
+        assert rest.next_after is None
+
+        nobody = await tasks.list_tasks(conn, user_id=new_user_id(), limit=1000)
+        assert nobody.json == b"[]"
+        assert nobody.next_after is None
+
+
+async def test_provision_user_is_idempotent(database_url, user_id):
+    async with await connect(database_url) as conn:
+        assert await user_rows(conn, user_id) == []
+        await users.provision_user(conn, user_id=user_id)
+        await users.provision_user(conn, user_id=user_id)
+        assert await user_rows(conn, user_id) == [(user_id,)]
+
+
+def _public_data_functions() -> list[Callable[..., Any]]:
+    return [
+        function
+        for module in (tasks, users)
+        for name, function in vars(module).items()
+        if not name.startswith("_")
+        and inspect.iscoroutinefunction(function)
+        and function.__module__ == module.__name__
+    ]
+
+
+def test_every_data_function_takes_user_id_as_a_required_keyword():
+    functions = _public_data_functions()
+    assert {function.__name__ for function in functions} >= {
+        "create_task",
+        "get_task",
+        "update_task",
+        "toggle_task",
+        "delete_task",
+        "task_exists",
+        "list_tasks",
+        "provision_user",
+    }
+    for function in functions:
+        parameter = inspect.signature(function).parameters.get("user_id")
+        assert parameter is not None, function.__name__
+        assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, function.__name__
+        assert parameter.default is inspect.Parameter.empty, function.__name__
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda conn: tasks.create_task(conn, title="t", description=""),
+        lambda conn: tasks.get_task(conn, task_id=1),
+        lambda conn: tasks.update_task(conn, task_id=1, title="t"),
+        lambda conn: tasks.toggle_task(conn, task_id=1),
+        lambda conn: tasks.delete_task(conn, task_id=1),
+        lambda conn: tasks.task_exists(conn, task_id=1),
+        lambda conn: tasks.list_tasks(conn, limit=10),
+        lambda conn: users.provision_user(conn),
+        lambda conn: tasks.get_task(conn, 1, task_id=1),
+        lambda conn: users.provision_user(conn, 1),
+    ],
+    ids=[
+        "create_task",
+        "get_task",
+        "update_task",
+        "toggle_task",
+        "delete_task",
+        "task_exists",
+        "list_tasks",
+        "provision_user",
+        "get_task positional",
+        "provision_user positional",
+    ],
+)
+def test_calling_a_data_function_without_the_user_id_keyword_raises_type_error(call):
+    with pytest.raises(TypeError, match=r"user_id|positional"):
+        call(None)
+
+
+# The query loader
+
+
+def test_a_query_that_does_not_bind_user_id_is_refused_naming_it():
+    text = """
+-- name: get_task
+SELECT * FROM tasks WHERE user_id = %(user_id)s AND id = %(task_id)s;
+
+-- name: leaky_lookup
+-- Mentions user_id but does not bind it.
+SELECT * FROM tasks WHERE id = %(task_id)s AND user_id IS NOT NULL;
+"""
+    with pytest.raises(QueryLoadError, match="leaky_lookup"):
+        parse_queries(text)
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "WHERE id = %(task_id)s -- AND user_id = %(user_id)s",
+        "WHERE id = %(task_id)s /* AND user_id = %(user_id)s */",
+    ],
+)
+def test_a_user_id_named_only_in_a_comment_does_not_count(where):
+    text = f"-- name: commented_out\nSELECT title FROM tasks {where};\n"
+    with pytest.raises(QueryLoadError, match="commented_out"):
+        parse_queries(text)
+
+
+def test_fragments_are_substituted_into_queries():
+    text = """
+-- fragment: columns
+id, title
+
+-- name: get_task
+SELECT {columns} FROM tasks WHERE user_id = %(user_id)s AND id = %(task_id)s;
+"""
+    queries = parse_queries(text)
+    assert list(queries) == ["get_task"]
+    query = queries["get_task"]
+    assert (
+        query.sql == "SELECT id, title FROM tasks WHERE user_id = %(user_id)s AND id = %(task_id)s"
+    )
+    assert query.params == {"user_id", "task_id"}
+
+
+def test_user_id_bound_through_a_fragment_counts():
+    text = """
+-- fragment: mine
+user_id = %(user_id)s
+
+-- name: count_tasks
+SELECT count(*) FROM tasks WHERE {mine};
+"""
+    assert parse_queries(text)["count_tasks"].params == {"user_id"}
+
+
+@pytest.mark.parametrize("kind", ["name", "fragment"])
+def test_a_name_defined_twice_is_refused(kind):
+    text = f"""
+-- {kind}: twice
+SELECT 1 FROM tasks WHERE user_id = %(user_id)s;
+
+-- {kind}: twice
+SELECT 2 FROM tasks WHERE user_id = %(user_id)s;
+"""
+    with pytest.raises(QueryLoadError, match="twice"):
+        parse_queries(text)
+
+
+@pytest.mark.parametrize("kind", ["name", "fragment"])
+def test_an_empty_block_is_refused(kind):
+    text = f"""
+-- {kind}: hollow
+-- only a comment, and a lone semicolon
+;
+
+-- name: get_task
+SELECT 1 FROM tasks WHERE user_id = %(user_id)s;
+"""
+    with pytest.raises(QueryLoadError, match="hollow"):
+        parse_queries(text)
+
+
+def test_binding_a_query_requires_user_id():
+    query = parse_queries("-- name: q\nSELECT 1 WHERE %(user_id)s > 0;")["q"]
+    assert query.bind(user_id=7, task_id=3) == {"user_id": 7, "task_id": 3}
+    with pytest.raises(TypeError):
+        query.bind(task_id=3)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("filename", "expected"),
+    [
+        (
+            "tasks.sql",
+            {
+                "create_task",
+                "get_task",
+                "task_exists",
+                "update_task",
+                "toggle_task",
+                "delete_task",
+                "list_tasks",
+            },
+        ),
+        ("users.sql", {"provision_user"}),
+    ],
+)
+def test_every_shipped_query_binds_user_id(filename, expected):
+    queries = load_queries(filename)
+    assert set(queries) >= expected
+    for name, query in queries.items():
+        assert "%(user_id)s" in query.sql, name
+        assert "user_id" in query.params, name
+
+
+# Migrations
+
+
+def _table_names(conn: psycopg.Connection[Any]) -> set[str]:
+    rows = conn.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+    ).fetchall()
+    return {name for (name,) in rows if "yoyo" not in name}
+
+
+def _columns(conn: psycopg.Connection[Any], table: str) -> dict[str, tuple[Any, ...]]:
+    rows = conn.execute(
+        """
+        SELECT column_name, data_type, character_maximum_length, is_nullable, column_default,
+               is_identity
+        FROM information_schema.columns
+        WHERE table_schema = 'public' AND table_name = %s
+        """,
+        [table],
+    ).fetchall()
+    return {row[0]: row[1:] for row in rows}
+
+
+def _constraints(conn: psycopg.Connection[Any], table: str, kind: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE conrelid = %s::regclass AND contype = %s",
+        [table, kind],
+    ).fetchall()
+    return [definition for (definition,) in rows]
+
+
+def _indexes(conn: psycopg.Connection[Any], table: str) -> list[tuple[bool, list[str]]]:
+    """(unique, columns in order) of every index on `table`."""
+    rows = conn.execute(
+        """
+        SELECT i.indisunique,
+               array(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
+                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                     ORDER BY k.n)
+        FROM pg_index i WHERE i.indrelid = %s::regclass
+        """,
+        [table],
+    ).fetchall()
+    return [(unique, list(columns)) for unique, columns in rows]
+
+
+def test_pending_lists_every_migration_on_a_fresh_database(create_database):
+    url = create_database()
+    assert migrate.pending(url) == MIGRATIONS
+    assert migrate.apply(url) == MIGRATIONS
+    assert migrate.pending(url) == []
+    assert migrate.apply(url) == []
+
+
+def test_migrations_create_the_contract_schema(create_database):
+    url = create_database()
+    migrate.apply(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert _table_names(conn) == {"users", "tasks"}
+        users_columns = _columns(conn, "users")
+        assert users_columns["id"][:3] == ("bigint", None, "NO")
+        assert users_columns["created_at"][0] == "timestamp with time zone"
+        assert _constraints(conn, "users", "p") == ["PRIMARY KEY (id)"]
+
+        columns = _columns(conn, "tasks")
+        assert set(columns) == {
+            "id",
+            "user_id",
+            "title",
+            "description",
+            "is_completed",
+            "created_at",
+            "updated_at",
+        }
+        assert columns["id"][0] == "bigint"
+        assert columns["id"][4] == "YES"
+        assert columns["user_id"][:3] == ("bigint", None, "NO")
+        assert columns["title"][:3] == ("character varying", 500, "NO")
+        assert columns["description"][:4] == (
+            "character varying",
+            5000,
+            "NO",
+            "''::character varying",
+        )
+        assert columns["is_completed"][:4] == ("boolean", None, "NO", "false")
+        for name in ("created_at", "updated_at"):
+            assert columns[name][:3] == ("timestamp with time zone", None, "NO"), name
+
+        assert _constraints(conn, "tasks", "p") == ["PRIMARY KEY (user_id, id)"]
+        assert _constraints(conn, "tasks", "f") == [
+            "FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE"
+        ]
+        indexes = _indexes(conn, "tasks")
+        assert any(columns[:2] == ["user_id", "created_at"] for _, columns in indexes), indexes
+        # Distributable by user_id: every unique index on tasks includes it.
+        assert all("user_id" in columns for unique, columns in indexes if unique), indexes
+
+
+def test_deleting_a_user_deletes_their_tasks(create_database):
+    url = create_database()
+    migrate.apply(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO users (id) VALUES (1), (2)")
+        conn.execute("INSERT INTO tasks (user_id, title) VALUES (1, 'a'), (1, 'b'), (2, 'c')")
+        conn.execute("DELETE FROM users WHERE id = 1")
+        rows = conn.execute("SELECT user_id, title FROM tasks ORDER BY title").fetchall()
+        assert rows == [(2, "c")]
+
+
+def test_rolling_back_every_migration_leaves_no_tables_and_apply_works_again(create_database):
+    url = create_database()
+    migrate.apply(url)
+    assert migrate.rollback(url) == "0002.create-tasks"
+    assert migrate.pending(url) == MIGRATIONS[1:]
+    assert migrate.rollback(url) == "0001.create-users"
+    assert migrate.rollback(url) is None
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert _table_names(conn) == set()
+    assert migrate.pending(url) == MIGRATIONS
+
+    assert migrate.apply(url) == MIGRATIONS
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert _table_names(conn) == {"users", "tasks"}
+        assert _constraints(conn, "tasks", "p") == ["PRIMARY KEY (user_id, id)"]
