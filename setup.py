@@ -21,6 +21,7 @@ setup(
         "yoyo-migrations>=9.0",
         "orjson>=3.10",
         "pgserver>=0.1.4",
+        "prometheus-client>=0.20",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-tornasync>=0.6"],

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from psycopg_pool import AsyncConnectionPool
-from tornado.web import Application
+from collections.abc import Sequence
 
-from taskd.auth import TokenVerifier
+from psycopg_pool import AsyncConnectionPool
+from tornado.web import Application, RequestHandler
+
+from taskd import logs, routes
+from taskd.auth import AuthMixin, TokenVerifier
 from taskd.config import Settings
-from taskd.handlers import tasks
-from taskd.handlers.base import NotFoundHandler
+from taskd.handlers import health, tasks
+from taskd.handlers.base import BaseHandler, NotFoundHandler
+from taskd.metrics import Metrics
+from taskd.readiness import Readiness
+
+Route = tuple[str, type[RequestHandler]]
 
 
 def make_verifier(settings: Settings) -> TokenVerifier:
@@ -22,12 +29,48 @@ def make_verifier(settings: Settings) -> TokenVerifier:
     )
 
 
+def check_authentication(route_table: Sequence[Route]) -> None:
+    """Deny by default: every route authenticates (AuthMixin) or is marked `@public`."""
+    for pattern, handler in route_table:
+        if not (issubclass(handler, AuthMixin) or getattr(handler, "PUBLIC", False)):
+            raise ValueError(f"route {pattern!r} neither authenticates nor is marked @public")
+
+
+class RequestRecorder:
+    """The Application's `log_function`: after each response, its access-log line and metrics."""
+
+    def __init__(self, route_table: Sequence[Route], metrics: Metrics) -> None:
+        self._templates = {handler: routes.template(pattern) for pattern, handler in route_table}
+        if len(self._templates) != len(route_table):
+            raise ValueError("each route needs a handler class of its own (to name its route)")
+        self._metrics = metrics
+
+    def __call__(self, handler: RequestHandler) -> None:
+        method = handler.request.method or "-"
+        route = self._templates.get(type(handler), routes.UNMATCHED)
+        status = handler.get_status()
+        seconds = handler.request.request_time()
+        request_id = handler.request_id if isinstance(handler, BaseHandler) else None
+        logs.log_access(
+            method=method, route=route, status=status, seconds=seconds, request_id=request_id
+        )
+        self._metrics.observe_request(method, route, status, seconds)
+
+
 def make_app(settings: Settings, pool: AsyncConnectionPool) -> Application:
+    if settings.database_url is None:
+        raise ValueError("DATABASE_URL is required (taskd serve resolves the embedded one)")
+    route_table: list[Route] = [*tasks.ROUTES, *health.ROUTES]
+    check_authentication(route_table)
+    metrics = Metrics()
     return Application(
-        tasks.ROUTES,
+        route_table,
         default_handler_class=NotFoundHandler,
+        log_function=RequestRecorder(route_table, metrics),
         taskd=settings,
         pool=pool,
         token_verifier=make_verifier(settings),
         known_users=set(),
+        metrics=metrics,
+        readiness=Readiness(pool, settings.database_url),
     )

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from psycopg_pool import PoolTimeout
 
-from taskd import __version__, embedded, migrate, server
+from taskd import __version__, embedded, logs, metrics, migrate, server
 from taskd.auth import issue_token
 from taskd.config import OPTIONS, ConfigError, Settings, load_settings
 
@@ -61,10 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    logs.configure()
     overrides = {option.field: getattr(args, option.field, None) for option in OPTIONS}
     try:
         settings = load_settings(overrides=overrides)
@@ -109,6 +106,7 @@ def _serve(settings: Settings, apply_migrations: bool) -> int:
             f"{len(todo)} pending migration(s) ({', '.join(todo)}): "
             "run 'taskd migrate' or 'taskd serve --migrate'"
         )
+    metrics.use_multiprocess_dir()
     sockets = server.listen(settings)
     base_url = f"http://{settings.host}:{server.bound_port(sockets)}"
 
@@ -117,8 +115,9 @@ def _serve(settings: Settings, apply_migrations: bool) -> int:
         if settings.embedded:
             _print_dev_instructions(settings, base_url)
 
+    served = settings.replace(database_url=database_url)
     try:
-        server.serve(settings, database_url, sockets, on_listening=announce)
+        server.serve(served, database_url, sockets, on_listening=announce)
     except PoolTimeout:
         raise CommandError("the database did not accept connections in time") from None
     return 0

@@ -88,7 +88,7 @@ echo "check-install: taskd serve"
 SERVER_PID=$!
 BASE_URL=
 for _ in $(seq 300); do
-    BASE_URL=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$WORK/serve.log" | head -n 1)
+    BASE_URL=$(sed -n 's/.*listening on \(http:[^ "]*\).*/\1/p' "$WORK/serve.log" | head -n 1)
     [[ -n $BASE_URL ]] && break
     kill -0 "$SERVER_PID" 2>/dev/null || fail "taskd serve exited: $(cat "$WORK/serve.log")"
     sleep 0.1

@@ -33,7 +33,7 @@ TASKD = Path(sys.executable).with_name("taskd")
 COMMAND_TIMEOUT = 60
 START_TIMEOUT = 60
 STOP_TIMEOUT = 30
-LISTENING = re.compile(r"listening on (http://\S+)")
+LISTENING = re.compile(r"listening on (http://[^\s\"]+)")
 # The variables taskd reads besides TASKD_*; tests start from an environment without any of them.
 CONFIG_VARIABLES = ("DATABASE_URL", "BETTER_AUTH_SECRET", "API_HOST", "API_PORT", "CORS_ORIGINS")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +13,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout, TooManyRequests
 
 from taskd.config import Settings
 from taskd.errors import Unavailable
+
+log = logging.getLogger("taskd")
 
 
 def conninfo(database_url: str) -> str:
@@ -34,7 +38,12 @@ def make_pool(settings: Settings, database_url: str) -> AsyncConnectionPool:
         max_size=max_size,
         timeout=settings.db_timeout,
         max_waiting=settings.pool_max_waiting,
-        kwargs={"autocommit": True, "connect_timeout": max(1, round(settings.db_timeout))},
+        kwargs={
+            "autocommit": True,
+            "connect_timeout": max(1, round(settings.db_timeout)),
+            # Which worker holds which connection, as pg_stat_activity shows it.
+            "application_name": f"taskd[{os.getpid()}]",
+        },
         configure=configure,
         open=False,
         name="taskd",
@@ -47,15 +56,21 @@ async def open_pool(pool: AsyncConnectionPool, timeout: float) -> None:
     await pool.wait(timeout=timeout)
 
 
+def _unavailable(detail: str, cause: Exception) -> Unavailable:
+    """A 503 for the client; its cause goes to the log, never to the client."""
+    log.warning("answering 503: %s: %s", type(cause).__name__, cause)
+    return Unavailable(detail)
+
+
 @asynccontextmanager
 async def connection(pool: AsyncConnectionPool) -> AsyncIterator[AsyncConnection]:
     """One connection for one unit of work; any database outage becomes a 503."""
     try:
         async with pool.connection() as conn:
             yield conn
-    except (PoolTimeout, TooManyRequests):
-        raise Unavailable("The database is busy; retry shortly.") from None
-    except psycopg.errors.QueryCanceled:
-        raise Unavailable("The database did not answer in time; retry shortly.") from None
-    except psycopg.OperationalError:
-        raise Unavailable() from None
+    except (PoolTimeout, TooManyRequests) as error:
+        raise _unavailable("The database is busy; retry shortly.", error) from None
+    except psycopg.errors.QueryCanceled as error:
+        raise _unavailable("The database did not answer in time; retry shortly.", error) from None
+    except psycopg.OperationalError as error:
+        raise _unavailable("The database is unavailable; retry shortly.", error) from None

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from functools import cached_property
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import orjson
 from psycopg_pool import AsyncConnectionPool
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
+from taskd import logs
 from taskd.auth import AuthMixin, TokenVerifier
 from taskd.config import Settings
 from taskd.db.pool import connection
@@ -23,15 +25,17 @@ MAX_BODY_BYTES = 64 * 1024
 JSON_TYPE = "application/json"
 PROBLEM_TYPE = "application/problem+json"
 CORS_REQUEST_HEADERS = "Authorization, Content-Type"
-CORS_EXPOSED_HEADERS = "Location, Link, Retry-After, WWW-Authenticate"
+CORS_EXPOSED_HEADERS = "Location, Link, Retry-After, WWW-Authenticate, X-Request-ID"
 # Users already provisioned by this process; forgotten wholesale when it grows past the bound.
 KNOWN_USERS_MAX = 100_000
 
 
 class BaseHandler(RequestHandler):
-    """JSON responses, problem+json errors, CORS. Public: subclasses add authentication."""
+    """JSON responses, problem+json errors, CORS, request ids. Subclasses add authentication;
+    make_app refuses a route whose handler neither authenticates nor is marked `@public`."""
 
     SUPPORTED_METHODS: tuple[str, ...] = ("GET", "OPTIONS")
+    PUBLIC: ClassVar[bool] = False
 
     @property
     def taskd_settings(self) -> Settings:
@@ -43,8 +47,13 @@ class BaseHandler(RequestHandler):
         pool: AsyncConnectionPool = self.settings["pool"]
         return pool
 
+    @cached_property
+    def request_id(self) -> str:
+        return logs.request_id(self.request.headers.get(logs.REQUEST_ID_HEADER))
+
     def set_default_headers(self) -> None:
         self.clear_header("Server")
+        self.set_header(logs.REQUEST_ID_HEADER, self.request_id)
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Cache-Control", "no-store")
         origins = self.taskd_settings.cors_origins
@@ -110,10 +119,24 @@ class BaseHandler(RequestHandler):
         if isinstance(value, HTTPError):
             return
         log.error(
-            "unhandled error in %s %s", self.request.method, self.request.path, exc_info=value
+            "unhandled error in %s %s",
+            self.request.method,
+            self.request.path,
+            exc_info=value,
+            extra={"fields": {"request_id": self.request_id}},
         )
 
 
+HandlerT = TypeVar("HandlerT", bound=type[BaseHandler])
+
+
+def public(handler: HandlerT) -> HandlerT:
+    """Marks a handler whose routes need no token: health, metrics, the API's documentation."""
+    handler.PUBLIC = True
+    return handler
+
+
+@public
 class NotFoundHandler(BaseHandler):
     SUPPORTED_METHODS = RequestHandler.SUPPORTED_METHODS
 

@@ -1,0 +1,52 @@
+"""Readiness (`/readyz`): the database answers and its schema is the one this code expects."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from psycopg_pool import AsyncConnectionPool
+
+from taskd import migrate
+from taskd.db.health import ping
+from taskd.errors import Unavailable
+
+log = logging.getLogger("taskd")
+
+# Asking yoyo opens a connection of its own, outside the pool: do it at most this often.
+SCHEMA_CHECK_SECONDS = 10.0
+
+
+class Readiness:
+    def __init__(self, pool: AsyncConnectionPool, database_url: str) -> None:
+        self._pool = pool
+        self._database_url = database_url
+        self._lock = asyncio.Lock()
+        self._pending: list[str] = []
+        self._checked_at: float | None = None
+
+    async def check(self) -> None:
+        """Return when ready; otherwise raise Unavailable saying what is wrong."""
+        await ping(self._pool)
+        pending = await self._pending_migrations()
+        if pending:
+            raise Unavailable(
+                f"{len(pending)} migration(s) pending ({', '.join(pending)}): run 'taskd migrate'."
+            )
+
+    async def _pending_migrations(self) -> list[str]:
+        async with self._lock:
+            now = time.monotonic()
+            if self._checked_at is None or now - self._checked_at >= SCHEMA_CHECK_SECONDS:
+                loop = asyncio.get_running_loop()
+                try:
+                    # yoyo is synchronous: keep it off the event loop.
+                    self._pending = await loop.run_in_executor(
+                        None, migrate.pending, self._database_url
+                    )
+                except Exception as error:
+                    log.warning("cannot read the migration state", exc_info=error)
+                    raise Unavailable("The database's migration state cannot be read.") from None
+                self._checked_at = now
+            return self._pending
