@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from psycopg_pool import PoolTimeout
 
-from taskd import __version__, embedded, logs, metrics, migrate, server
+from taskd import __version__, daemon, embedded, logs, metrics, migrate, server
 from taskd.auth import issue_token
 from taskd.config import OPTIONS, ConfigError, Settings, load_settings
 
@@ -117,10 +117,9 @@ def _serve(settings: Settings, apply_migrations: bool) -> int:
 
     served = settings.replace(database_url=database_url)
     try:
-        server.serve(served, database_url, sockets, on_listening=announce)
+        return daemon.run(served, database_url, sockets, announce)
     except PoolTimeout:
         raise CommandError("the database did not accept connections in time") from None
-    return 0
 
 
 def _print_dev_instructions(settings: Settings, base_url: str) -> None:

@@ -168,6 +168,14 @@ OPTIONS: tuple[Option, ...] = (
         "server processes sharing the port",
     ),
     Option(
+        "drain_timeout",
+        "TASKD_DRAIN_TIMEOUT",
+        "--drain-timeout",
+        "10",
+        _positive_seconds,
+        "seconds a stopping server gives the requests in flight to finish",
+    ),
+    Option(
         "jwt_leeway",
         "TASKD_JWT_LEEWAY",
         "--jwt-leeway",
@@ -215,6 +223,7 @@ class Settings:
     db_timeout: float
     prepare_threshold: int | None
     workers: int
+    drain_timeout: float
     jwt_leeway: int
     jwt_issuer: str | None
     jwt_audience: str | None

@@ -98,6 +98,10 @@ class Metrics:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
 
+    def observe_server(self, in_flight: int, pool_stats: Mapping[str, int]) -> None:
+        self.in_flight.set(in_flight)
+        self.observe_pool(pool_stats)
+
     def observe_pool(self, stats: Mapping[str, int]) -> None:
         """Record psycopg_pool's `get_stats()`."""
         self.pool_connections.set(stats["pool_size"])

@@ -1,4 +1,4 @@
-"""Running the HTTP server: sockets bound first, workers forked, then one pool per process."""
+"""One server process: its pool (opened in this process), its HTTP server, its graceful stop."""
 
 from __future__ import annotations
 
@@ -8,21 +8,23 @@ import signal
 import socket
 from collections.abc import Callable
 
-from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
-from tornado.process import fork_processes
 
 from taskd.app import make_app
 from taskd.config import Settings
 from taskd.db.pool import make_pool, open_pool
+from taskd.drain import DrainingHTTPServer
+from taskd.metrics import Metrics
 
 log = logging.getLogger("taskd")
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 # Bodies are capped at 64 KiB by the handlers (413); past this, Tornado drops the connection.
 MAX_STREAMED_BODY = 1024 * 1024
 IDLE_CONNECTION_TIMEOUT = 60.0
 BODY_TIMEOUT = 30.0
-DRAIN_SECONDS = 10.0
+METRICS_REFRESH_MS = 1000
 
 
 def listen(settings: Settings) -> list[socket.socket]:
@@ -38,40 +40,63 @@ def serve(
     settings: Settings,
     database_url: str,
     sockets: list[socket.socket],
-    on_listening: Callable[[], None] | None = None,
+    *,
+    on_ready: Callable[[], None],
+    on_stopping: Callable[[], None],
 ) -> None:
-    """Serve until SIGTERM/SIGINT. With several workers, fork before any loop or pool exists."""
-    if settings.workers > 1:
-        fork_processes(settings.workers, max_restarts=100)
-    asyncio.run(_serve(settings, database_url, sockets, on_listening))
+    """Serve on `sockets` until SIGTERM or SIGINT; then drain, close the pool and return.
+
+    `on_ready` runs once the pool is open and the server accepts; `on_stopping` when a stop
+    signal arrives.
+    """
+    asyncio.run(_serve(settings, database_url, sockets, on_ready, on_stopping))
 
 
 async def _serve(
     settings: Settings,
     database_url: str,
     sockets: list[socket.socket],
-    on_listening: Callable[[], None] | None,
+    on_ready: Callable[[], None],
+    on_stopping: Callable[[], None],
 ) -> None:
     pool = make_pool(settings, database_url)
-    await open_pool(pool, settings.db_timeout)
-    server = HTTPServer(
-        make_app(settings, pool),
-        max_body_size=MAX_STREAMED_BODY,
-        idle_connection_timeout=IDLE_CONNECTION_TIMEOUT,
-        body_timeout=BODY_TIMEOUT,
-    )
-    server.add_sockets(sockets)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    if on_listening is not None:
-        on_listening()
-    await stop.wait()
-    log.info("stopping: no new connections, draining in-flight requests")
-    server.stop()
     try:
-        await asyncio.wait_for(server.close_all_connections(), DRAIN_SECONDS)
-    except TimeoutError:
-        log.warning("drain deadline passed; closing the remaining connections")
-    await pool.close()
+        await open_pool(pool, settings.db_timeout)
+        app = make_app(settings, pool)
+        server = DrainingHTTPServer(
+            app,
+            max_body_size=MAX_STREAMED_BODY,
+            idle_connection_timeout=IDLE_CONNECTION_TIMEOUT,
+            body_timeout=BODY_TIMEOUT,
+        )
+        metrics: Metrics = app.settings["metrics"]
+
+        def refresh_metrics() -> None:
+            # Every worker writes its own gauges; /metrics, in whichever worker, adds them up.
+            metrics.observe_server(server.in_flight.count, pool.get_stats())
+
+        refresh_metrics()
+        refresh = PeriodicCallback(refresh_metrics, METRICS_REFRESH_MS)
+        refresh.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, stop.set)
+        # A supervisor forks its workers with these signals blocked, so that a stop arriving
+        # during start-up waits for the handlers above instead of killing the worker.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        server.add_sockets(sockets)
+        on_ready()
+        await stop.wait()
+        on_stopping()
+        log.info(
+            "stopping: no new connections; %d request(s) in flight get %g s to finish",
+            server.in_flight.count,
+            settings.drain_timeout,
+        )
+        cut_off = await server.drain(settings.drain_timeout)
+        if cut_off:
+            log.warning("drain deadline passed: %d request(s) cut off", cut_off)
+        refresh.stop()
+    finally:
+        await pool.close()

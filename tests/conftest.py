@@ -12,6 +12,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,6 +20,7 @@ import jwt
 import orjson
 import psycopg
 import pytest
+from live import CONFIG_VARIABLES, Process
 from tornado.httpclient import HTTPResponse
 
 from taskd import migrate
@@ -168,3 +170,47 @@ def api(http_server_client: Any) -> Api:
 
 def body(response: HTTPResponse) -> Any:
     return orjson.loads(response.body)
+
+
+# --- the installed `taskd` command, run in subprocesses (helpers in live.py) ----------------------
+
+
+@pytest.fixture
+def environ(tmp_path: Path) -> dict[str, str]:
+    """The test's environment with no taskd configuration (the data dir is the test's own)."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in CONFIG_VARIABLES and not name.startswith("TASKD_")
+    }
+    env["TASKD_DATA_DIR"] = str(tmp_path / "taskd-data")
+    return env
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A directory outside the checkout, so `python -m taskd` imports the installed package."""
+    path = tmp_path / "cwd"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def spawn(environ: dict[str, str], workdir: Path) -> Iterator[Any]:
+    """A factory of `taskd` processes; whatever is still running at teardown is stopped."""
+    started: list[Process] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> Process:
+        process = Process(args, env if env is not None else environ, workdir)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.close()
+
+
+@pytest.fixture
+def external_env(environ: dict[str, str], database_url: str) -> dict[str, str]:
+    """A valid configuration on the migrated test database."""
+    return {**environ, "DATABASE_URL": database_url, "BETTER_AUTH_SECRET": SECRET}
