@@ -22,9 +22,15 @@ setup(
         "orjson>=3.10",
         "pgserver>=0.1.4",
         "prometheus-client>=0.20",
+        "swagger-ui-bundle>=1.1",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-tornasync>=0.6"],
+        "test": [
+            "pytest>=8",
+            "pytest-tornasync>=0.6",
+            "jsonschema>=4.23",
+            "openapi-spec-validator>=0.7",
+        ],
         "dev": ["ruff>=0.8", "mypy>=1.13"],
     },
     entry_points={"console_scripts": ["taskd = taskd.cli:main"]},

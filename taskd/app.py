@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import orjson
 from psycopg_pool import AsyncConnectionPool
 from tornado.web import Application, RequestHandler
 
-from taskd import logs, routes
+from taskd import logs, openapi, routes
 from taskd.auth import AuthMixin, TokenVerifier
 from taskd.config import Settings
-from taskd.handlers import health, tasks
+from taskd.handlers import docs, health, tasks
 from taskd.handlers.base import BaseHandler, NotFoundHandler
 from taskd.metrics import Metrics
 from taskd.readiness import Readiness
@@ -60,7 +61,7 @@ class RequestRecorder:
 def make_app(settings: Settings, pool: AsyncConnectionPool) -> Application:
     if settings.database_url is None:
         raise ValueError("DATABASE_URL is required (taskd serve resolves the embedded one)")
-    route_table: list[Route] = [*tasks.ROUTES, *health.ROUTES]
+    route_table: list[Route] = [*tasks.ROUTES, *health.ROUTES, *docs.ROUTES]
     check_authentication(route_table)
     metrics = Metrics()
     return Application(
@@ -73,4 +74,5 @@ def make_app(settings: Settings, pool: AsyncConnectionPool) -> Application:
         known_users=set(),
         metrics=metrics,
         readiness=Readiness(pool, settings.database_url),
+        openapi=orjson.dumps(openapi.build(route_table)),
     )

@@ -12,17 +12,23 @@ from pydantic import (
     Field,
     StrictBool,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from taskd.auth import MAX_USER_ID
 from taskd.errors import ApiError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 TITLE_MAX = 500
 DESCRIPTION_MAX = 5000
+# JSON Schema patterns for what `storable` and `_title` enforce (checked against them in tests).
+NO_NUL_PATTERN = r"^[^\u0000]*$"
+TIMESTAMP_PATTERN = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$"
+TITLE_PATTERN = rf"^\s*[^\s\u0000](?:[^\u0000]{{0,{TITLE_MAX - 2}}}[^\s\u0000])?\s*$"
 
 
 def storable(value: str) -> str:
@@ -47,8 +53,14 @@ def _title(value: str) -> str:
     return value
 
 
-Title = Annotated[str, AfterValidator(_title)]
-Description = Annotated[str, AfterValidator(storable)]
+Title = Annotated[
+    str,
+    AfterValidator(_title),
+    WithJsonSchema({"type": "string", "minLength": 1, "pattern": TITLE_PATTERN}),
+]
+Description = Annotated[
+    str, AfterValidator(storable), Field(json_schema_extra={"pattern": NO_NUL_PATTERN})
+]
 
 
 class _Body(BaseModel):
@@ -62,6 +74,8 @@ class TaskCreate(_Body):
 
 class TaskUpdate(_Body):
     """A partial update: only the fields present change; at least one must be present."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
 
     title: Title | None = Field(default=None, description="1-500 characters after stripping")
     description: Description | None = Field(default=None, max_length=DESCRIPTION_MAX)
@@ -87,18 +101,28 @@ class TaskUpdate(_Body):
         return {name: getattr(self, name) for name in self.model_fields_set}
 
 
+_ID = Field(ge=1, le=MAX_USER_ID, json_schema_extra={"format": "int64"})
+_TIMESTAMP = Field(
+    description="RFC 3339 UTC with microseconds: 2026-02-05T10:11:12.123456Z",
+    json_schema_extra={"format": "date-time", "pattern": TIMESTAMP_PATTERN},
+)
+
+
 class Task(BaseModel):
     """The response shape (documentation only: PostgreSQL renders the JSON itself)."""
 
-    id: int
-    title: str
-    description: str
+    model_config = ConfigDict(extra="forbid")
+
+    id: int = _ID
+    title: str = Field(min_length=1, max_length=TITLE_MAX)
+    description: str = Field(max_length=DESCRIPTION_MAX)
     is_completed: bool
-    created_at: str = Field(
-        description="RFC 3339 UTC with microseconds: 2026-02-05T10:11:12.123456Z"
+    created_at: str = _TIMESTAMP
+    updated_at: str = Field(
+        description="Moves forward on every change; never before created_at",
+        json_schema_extra={"format": "date-time", "pattern": TIMESTAMP_PATTERN},
     )
-    updated_at: str
-    user_id: int
+    user_id: int = _ID
 
 
 def parse_body(model: type[ModelT], body: bytes) -> ModelT:

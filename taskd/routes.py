@@ -14,6 +14,7 @@ UNMATCHED = "unmatched"
 
 _GROUP = re.compile(r"\((?:[^()\\]|\\.)*\)")
 _ESCAPE = re.compile(r"\\(.)")
+_PARAMETER = re.compile(r"\{(\w+)\}")
 
 
 def template(pattern: str) -> str:
@@ -28,3 +29,8 @@ def template(pattern: str) -> str:
         position = group.end()
     parts.append(_ESCAPE.sub(r"\1", pattern[position:]))
     return "".join(parts)
+
+
+def parameters(path: str) -> list[str]:
+    """The names of a template's parameters, in order."""
+    return _PARAMETER.findall(path)

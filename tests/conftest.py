@@ -86,6 +86,15 @@ def settings(database_url: str) -> Settings:
     )
 
 
+class OneConnectionPool:
+    """Mixed into a test class: the app's pool has one connection and waits half a second for
+    it, so a test that holds `pool.connection()` gets 503s."""
+
+    @pytest.fixture
+    def settings(self, settings: Settings) -> Settings:
+        return settings.replace(db_timeout=0.5, pool_max=1, pool_min=0)
+
+
 @pytest.fixture
 def pool(io_loop: Any, settings: Settings, database_url: str) -> Iterator[Any]:
     pool = make_pool(settings, database_url)

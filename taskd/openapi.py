@@ -1,0 +1,468 @@
+"""The OpenAPI document, built at start-up from the route table and the pydantic models.
+
+Paths are the route templates (taskd.routes), methods each handler's SUPPORTED_METHODS, bodies
+and the Task shape the models' JSON Schemas, and the error responses follow from what a handler
+class does: an authenticated one answers 401, 403 and 503; a method with a body 413 and 415; a
+body or query parameters 422; a path naming a task 404. Only what no code says (summaries, the
+success response) is written here, in OPERATIONS, and a route missing there (or an entry no route
+has) stops make_app: the document cannot fall behind the routes.
+
+It is OpenAPI 3.1 written within what 3.0 also reads (no `const`, no type lists, no `examples`),
+so that the Swagger UI of /docs can render it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import core_schema
+from tornado.web import RequestHandler
+
+from taskd import __version__, routes
+from taskd.auth import MAX_USER_ID, AuthMixin
+from taskd.db.tasks import DEFAULT_SORT, SORTS
+from taskd.handlers.base import JSON_TYPE, MAX_BODY_BYTES, PROBLEM_TYPE, ApiHandler
+from taskd.handlers.docs import ASSETS
+from taskd.listing import LIMIT_MAX, Q_MAX
+from taskd.logs import REQUEST_ID_HEADER
+from taskd.models import NO_NUL_PATTERN, Task, TaskCreate, TaskUpdate
+
+VERSION = "3.1.0"
+SCHEMAS = "#/components/schemas/"
+RESPONSES = "#/components/responses/"
+# Methods every handler answers that are no operation of the API.
+NOT_OPERATIONS = {"OPTIONS", "HEAD"}
+ID_SCHEMA = {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_USER_ID}
+
+
+@dataclass(frozen=True)
+class Operation:
+    operation_id: str
+    summary: str
+    tag: str
+    status: int
+    description: str
+    content: Mapping[str, Any] = field(default_factory=dict)
+    headers: Mapping[str, Any] = field(default_factory=dict)
+    body: type[BaseModel] | None = None
+    query: Sequence[Mapping[str, Any]] = ()
+    links: Mapping[str, Any] = field(default_factory=dict)
+    unavailable: bool = False  # may answer 503 without being an authenticated route
+
+
+def _json(schema: Mapping[str, Any]) -> dict[str, Any]:
+    return {JSON_TYPE: {"schema": schema}}
+
+
+def _text(*media_types: str) -> dict[str, Any]:
+    return {media_type: {"schema": {"type": "string"}} for media_type in media_types}
+
+
+TASK = _json({"$ref": SCHEMAS + "Task"})
+STATUS = {"type": "object", "required": ["status"], "additionalProperties": False}
+LIST_PARAMETERS = (
+    {
+        "name": "completed",
+        "in": "query",
+        "description": "Only completed (true) or open (false) tasks.",
+        "schema": {"type": "boolean"},
+    },
+    {
+        "name": "q",
+        "in": "query",
+        "description": "A case-insensitive substring of the title or the description; "
+        "`%` and `_` match themselves.",
+        "schema": {"type": "string", "maxLength": Q_MAX, "pattern": NO_NUL_PATTERN},
+    },
+    {
+        "name": "sort",
+        "in": "query",
+        "description": "The order; ties are broken by id.",
+        "schema": {"type": "string", "enum": list(SORTS), "default": DEFAULT_SORT},
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "description": "Tasks per page.",
+        "schema": {"type": "integer", "minimum": 1, "maximum": LIMIT_MAX, "default": LIMIT_MAX},
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "description": "Where the page starts: the opaque value of the previous page's "
+        "`Link: rel=next`, with the same sort.",
+        "schema": {"type": "string"},
+    },
+)
+# From a created task to what can be done with it next.
+CREATED_LINKS = {
+    name: {
+        "operationId": operation_id,
+        "parameters": {"user_id": "$request.path.user_id", "id": "$response.body#/id"},
+    }
+    for name, operation_id in (
+        ("GetTask", "getTask"),
+        ("UpdateTask", "updateTask"),
+        ("DeleteTask", "deleteTask"),
+        ("ToggleTaskCompletion", "toggleTaskCompletion"),
+    )
+}
+TASKS = "/api/{user_id}/tasks"
+TASK_PATH = TASKS + "/{id}"
+
+OPERATIONS: dict[tuple[str, str], Operation] = {
+    ("GET", TASKS): Operation(
+        "listTasks",
+        "List the user's tasks, a page at a time",
+        "tasks",
+        200,
+        "One page of tasks.",
+        content=_json({"type": "array", "items": {"$ref": SCHEMAS + "Task"}}),
+        headers={
+            "Link": {
+                "description": "Present when more tasks follow: "
+                '`<URL of the next page>; rel="next"`.',
+                "schema": {"type": "string"},
+            }
+        },
+        query=LIST_PARAMETERS,
+    ),
+    ("POST", TASKS): Operation(
+        "createTask",
+        "Create a task",
+        "tasks",
+        201,
+        "The task, created.",
+        content=TASK,
+        headers={
+            "Location": {
+                "description": "The new task's URL, `/api/{user_id}/tasks/{id}`.",
+                "required": True,
+                "schema": {"type": "string"},
+            }
+        },
+        body=TaskCreate,
+        links=CREATED_LINKS,
+    ),
+    ("GET", TASK_PATH): Operation("getTask", "Get a task", "tasks", 200, "The task.", TASK),
+    ("PUT", TASK_PATH): Operation(
+        "updateTask",
+        "Change some of a task's fields",
+        "tasks",
+        200,
+        "The task, changed.",
+        TASK,
+        body=TaskUpdate,
+    ),
+    ("DELETE", TASK_PATH): Operation(
+        "deleteTask", "Delete a task", "tasks", 204, "Deleted; no body."
+    ),
+    ("PATCH", TASK_PATH + "/complete"): Operation(
+        "toggleTaskCompletion",
+        "Toggle a task's is_completed (takes no body)",
+        "tasks",
+        200,
+        "The task, toggled.",
+        TASK,
+    ),
+    ("GET", "/healthz"): Operation(
+        "checkHealth",
+        "Liveness: the process answers",
+        "operations",
+        200,
+        "Alive.",
+        _json({**STATUS, "properties": {"status": {"type": "string", "enum": ["ok"]}}}),
+    ),
+    ("GET", "/readyz"): Operation(
+        "checkReadiness",
+        "Readiness: the database answers and no migration is pending",
+        "operations",
+        200,
+        "Ready to serve.",
+        _json({**STATUS, "properties": {"status": {"type": "string", "enum": ["ready"]}}}),
+        unavailable=True,
+    ),
+    ("GET", "/metrics"): Operation(
+        "getMetrics",
+        "Prometheus metrics of all workers",
+        "operations",
+        200,
+        "The Prometheus text exposition format, version 0.0.4.",
+        _text("text/plain"),
+    ),
+    ("GET", "/openapi.json"): Operation(
+        "getOpenApiDocument",
+        "This document",
+        "documentation",
+        200,
+        "The OpenAPI document.",
+        _json({"type": "object"}),
+    ),
+    ("GET", "/docs"): Operation(
+        "getDocs",
+        "This document, rendered",
+        "documentation",
+        200,
+        "Swagger UI.",
+        _text("text/html"),
+    ),
+    ("GET", "/docs/{asset}"): Operation(
+        "getDocsAsset",
+        "A file of the rendered documentation",
+        "documentation",
+        200,
+        "The file.",
+        {
+            **_text("text/css", "text/javascript"),
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+        },
+    ),
+}
+
+PATH_PARAMETERS = {
+    "user_id": {
+        "description": "The user whose tasks these are: the token's `sub`. "
+        "Any other value, a number or not, is a 403.",
+        "schema": ID_SCHEMA,
+    },
+    "id": {
+        "description": "A task id. One that names no task of this user, "
+        "or that is no positive 64-bit integer, is a 404.",
+        "schema": ID_SCHEMA,
+    },
+    "asset": {
+        "description": "One of the files /docs loads.",
+        "schema": {"type": "string", "enum": list(ASSETS)},
+    },
+}
+
+# The problem responses, by status: (component name, what it means, its schema).
+ERRORS = {
+    401: (
+        "Unauthorized",
+        "No token, or one that fails verification (`WWW-Authenticate` says why).",
+        "Problem",
+    ),
+    403: ("Forbidden", "The URL's user is not the token's user.", "Problem"),
+    404: ("NotFound", "No such task for this user.", "Problem"),
+    413: ("PayloadTooLarge", f"The body is over {MAX_BODY_BYTES} bytes.", "Problem"),
+    415: ("UnsupportedMediaType", "The body is not application/json.", "Problem"),
+    422: (
+        "UnprocessableEntity",
+        "A bad body or query parameter; `errors` says which.",
+        "ValidationProblem",
+    ),
+    503: (
+        "ServiceUnavailable",
+        "The database did not answer in time (or, for /readyz, is not ready).",
+        "Problem",
+    ),
+}
+ERROR_HEADERS = {
+    401: {
+        "WWW-Authenticate": {
+            "description": 'The Bearer challenge, with `error="invalid_token"` when a token '
+            "was sent but refused.",
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    },
+    503: {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying.",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+}
+
+
+class _BodySchema(GenerateJsonSchema):
+    """taskd's bodies never take null (TaskUpdate refuses it): an optional field may be absent,
+    so its schema is the field's type alone, without `null` and without `default: null`."""
+
+    def nullable_schema(self, schema: core_schema.NullableSchema) -> JsonSchemaValue:
+        return self.generate_inner(schema["schema"])
+
+    def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
+        json_schema = super().default_schema(schema)
+        if schema.get("default", ...) is None:
+            json_schema.pop("default", None)
+        return json_schema
+
+
+def _model_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema(ref_template=SCHEMAS + "{model}", schema_generator=_BodySchema)
+
+
+def _headers(**headers: Any) -> dict[str, Any]:
+    return {REQUEST_ID_HEADER: {"$ref": "#/components/headers/RequestId"}, **headers}
+
+
+def _problem_schemas() -> dict[str, Any]:
+    properties = {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string"},
+    }
+    required = ["type", "title", "status", "detail"]
+    error = {
+        "type": "object",
+        "required": ["loc", "msg", "type"],
+        "properties": {
+            "loc": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                "description": 'Where: `["body", "title"]`, `["query", "limit"]`...',
+            },
+            "msg": {"type": "string"},
+            "type": {"type": "string"},
+        },
+        "additionalProperties": False,
+    }
+    return {
+        "Problem": {
+            "type": "object",
+            "description": "An RFC 9457 problem.",
+            "required": required,
+            "properties": properties,
+            "additionalProperties": False,
+        },
+        "ValidationProblem": {
+            "type": "object",
+            "description": "An RFC 9457 problem that names each bad input.",
+            "required": [*required, "errors"],
+            "properties": {
+                **properties,
+                "errors": {"type": "array", "minItems": 1, "items": error},
+            },
+            "additionalProperties": False,
+        },
+    }
+
+
+def _components() -> dict[str, Any]:
+    responses = {
+        name: {
+            "description": description,
+            "headers": _headers(**ERROR_HEADERS.get(status, {})),
+            "content": {PROBLEM_TYPE: {"schema": {"$ref": SCHEMAS + schema}}},
+        }
+        for status, (name, description, schema) in ERRORS.items()
+    }
+    return {
+        "schemas": {
+            **{model.__name__: _model_schema(model) for model in (Task, TaskCreate, TaskUpdate)},
+            **_problem_schemas(),
+        },
+        "responses": responses,
+        "headers": {
+            "RequestId": {
+                "description": f"The request's id in the access log: the `{REQUEST_ID_HEADER}` "
+                "the client sent (1-128 of `A-Za-z0-9._:-`), else a new one.",
+                "required": True,
+                "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+            }
+        },
+        "securitySchemes": {
+            "bearerAuth": {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "A Better Auth JWT whose `sub` is the user id.",
+            }
+        },
+    }
+
+
+def _error_statuses(
+    operation: Operation, handler: type[RequestHandler], method: str, path: str
+) -> list[int]:
+    """What the handler's class, the method and the path make this operation answer."""
+    authenticated = issubclass(handler, AuthMixin)
+    statuses = []
+    if authenticated:
+        statuses += [401, 403]
+    if "{id}" in path:
+        statuses.append(404)
+    if issubclass(handler, ApiHandler) and method in ApiHandler.BODY_METHODS:
+        statuses += [413, 415]
+    if operation.body is not None or operation.query:
+        statuses.append(422)
+    if authenticated or operation.unavailable:
+        statuses.append(503)
+    return statuses
+
+
+def _operation(
+    operation: Operation, handler: type[RequestHandler], method: str, path: str
+) -> dict[str, Any]:
+    success: dict[str, Any] = {
+        "description": operation.description,
+        "headers": _headers(**operation.headers),
+    }
+    if operation.content:
+        success["content"] = operation.content
+    if operation.links:
+        success["links"] = operation.links
+    responses: dict[str, Any] = {str(operation.status): success}
+    for status in _error_statuses(operation, handler, method, path):
+        responses[str(status)] = {"$ref": RESPONSES + ERRORS[status][0]}
+    parameters = [
+        {"name": name, "in": "path", "required": True, **PATH_PARAMETERS[name]}
+        for name in routes.parameters(path)
+    ]
+    described: dict[str, Any] = {
+        "operationId": operation.operation_id,
+        "summary": operation.summary,
+        "tags": [operation.tag],
+        "security": [{"bearerAuth": []}] if issubclass(handler, AuthMixin) else [],
+        "parameters": [*parameters, *operation.query],
+        "responses": responses,
+    }
+    if operation.body is not None:
+        schema = {"$ref": SCHEMAS + operation.body.__name__}
+        described["requestBody"] = {"required": True, "content": _json(schema)}
+    return described
+
+
+def build(route_table: Sequence[tuple[str, type[RequestHandler]]]) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for pattern, handler in route_table:
+        path = routes.template(pattern)
+        for method in handler.SUPPORTED_METHODS:
+            if method in NOT_OPERATIONS:
+                continue
+            operation = OPERATIONS.get((method, path))
+            if operation is None:
+                raise ValueError(f"{method} {path} is not described in taskd.openapi.OPERATIONS")
+            paths.setdefault(path, {})[method.lower()] = _operation(
+                operation, handler, method, path
+            )
+    described = {(method.upper(), path) for path, item in paths.items() for method in item}
+    if stale := set(OPERATIONS) - described:
+        raise ValueError(f"taskd.openapi.OPERATIONS describes routes that do not exist: {stale}")
+    return {
+        "openapi": VERSION,
+        "info": {
+            "title": "taskd",
+            "version": __version__,
+            "description": "A per-user task service. Every `/api` request carries "
+            "`Authorization: Bearer <JWT>`; a user only ever sees their own tasks. Errors "
+            "are RFC 9457 `application/problem+json`. OPTIONS answers CORS preflight, and a "
+            "method a path does not have is a 405 with `Allow`.",
+        },
+        "tags": [
+            {"name": "tasks", "description": "A user's tasks (bearer token required)."},
+            {"name": "operations", "description": "Health and metrics (public)."},
+            {"name": "documentation", "description": "This document (public)."},
+        ],
+        "paths": paths,
+        "components": _components(),
+    }
