@@ -1,18 +1,20 @@
-"""The `taskd` command: serve, migrate, token."""
+"""The `taskd` command: serve, migrate, token, smoke."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shlex
 import sys
 import time
 from collections.abc import Sequence
 
+import jwt
 from psycopg_pool import PoolTimeout
 
-from taskd import __version__, daemon, embedded, logs, metrics, migrate, server
-from taskd.auth import issue_token
+from taskd import __version__, daemon, embedded, logs, metrics, migrate, server, smoke
+from taskd.auth import issue_token, parse_id
 from taskd.config import OPTIONS, ConfigError, Settings, load_settings
 
 EXIT_CONFIG = 2
@@ -24,6 +26,7 @@ _COMMAND_OPTIONS = {
     "serve": [option.field for option in OPTIONS],
     "migrate": ["database_url", "data_dir"],
     "token": ["secret", "database_url", "data_dir", "jwt_issuer", "jwt_audience"],
+    "smoke": ["secret", "database_url", "data_dir", "jwt_issuer", "jwt_audience"],
 }
 
 
@@ -46,7 +49,21 @@ def _parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="print a signed HS256 token for a user")
     token.add_argument("--user-id", type=int, required=True, help="the token's sub")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
-    subparsers = {"serve": serve, "migrate": migrate_cmd, "token": token}
+    smoke_cmd = commands.add_parser(
+        "smoke", help="check a running taskd: every endpoint and the auth failures"
+    )
+    smoke_cmd.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8000")
+    smoke_cmd.add_argument(
+        "--user-id",
+        type=int,
+        help=f"the user to act as (default: the --token's sub, else {smoke.DEFAULT_USER_ID})",
+    )
+    smoke_cmd.add_argument("--token", help="a token to use (default: one minted with the secret)")
+    smoke_cmd.add_argument("--json", action="store_true", help="print one JSON report")
+    smoke_cmd.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds per request (default 10)"
+    )
+    subparsers = {"serve": serve, "migrate": migrate_cmd, "token": token, "smoke": smoke_cmd}
     for command, fields in _COMMAND_OPTIONS.items():
         for option in OPTIONS:
             if option.field in fields:
@@ -69,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings, args.migrate)
         if args.command == "migrate":
             return _migrate(settings, args.rollback)
+        if args.command == "smoke":
+            return _smoke(settings, args)
         return _token(settings, args.user_id, args.ttl)
     except ConfigError as error:
         print(f"taskd: error: {error}", file=sys.stderr)
@@ -167,3 +186,38 @@ def _mint(settings: Settings, user_id: int, ttl: int) -> str:
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
     )
+
+
+def _smoke(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        base_url = smoke.base_url_of(args.url)
+    except ValueError as error:
+        raise ConfigError(f"--url: {error}") from None
+    if args.user_id is not None:
+        user_id = args.user_id
+    else:
+        user_id = smoke.DEFAULT_USER_ID if args.token is None else _token_user(args.token)
+    if parse_id(str(user_id)) is None:
+        raise ConfigError("--user-id: must be a positive 64-bit integer")
+    token = args.token if args.token is not None else _mint(settings, user_id, smoke.TOKEN_TTL)
+
+    def print_line(step: smoke.Step) -> None:
+        if not args.json:
+            print(step.line(), flush=True)
+
+    test = smoke.SmokeTest(base_url, user_id, token, timeout=args.timeout, on_step=print_line)
+    test.run()
+    print(json.dumps(test.report(), indent=2) if args.json else test.summary())
+    return 0 if test.passed else 1
+
+
+def _token_user(token: str) -> int:
+    """The user a token speaks for, read without verifying it (the server will)."""
+    try:
+        subject = jwt.decode(token, options={"verify_signature": False}).get("sub")
+    except jwt.InvalidTokenError:
+        raise ConfigError("--token: not a JWT") from None
+    user_id = parse_id(str(subject))
+    if user_id is None:
+        raise ConfigError("--token: its sub is no user id; give --user-id")
+    return user_id
