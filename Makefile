@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SOURCES := setup.py $(shell find taskd sql migrations -type f -not -path '*/__pycache__/*')
 export TASKD_DATA_DIR ?= $(CURDIR)/.taskd
 
-.PHONY: run test lint typecheck check check-install clean
+.PHONY: run test lint typecheck check check-install check-unit clean
 
 # A non-editable install, so the tests exercise exactly what `pip install .` ships.
 $(STAMP): $(SOURCES)
@@ -32,6 +32,10 @@ check: lint typecheck test
 # A non-editable install into a fresh venv outside the checkout, migrated, served and queried.
 check-install:
 	PYTHON="$(PYTHON)" bash tests/check_install.sh
+
+# taskd.service: `systemd-analyze verify` clean, `systemd-analyze security` exposure <= 2.5.
+check-unit: $(STAMP)
+	TASKD="$(CURDIR)/$(BIN)/taskd" bash tests/check_unit.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
