@@ -115,11 +115,15 @@ class _TrackedConnection(HTTPConnection):
         return self._last_write
 
     def finish(self) -> None:
-        self._connection.finish()
-        if self._last_write is None or self._last_write.done():
-            self._on_done()
-        else:
-            self._last_write.add_done_callback(lambda _: self._on_done())
+        try:
+            self._connection.finish()
+        finally:
+            # taskd's handlers finish each response in one piece (with a Content-Length, not
+            # chunked), so the last write carries the response's last byte.
+            if self._last_write is None or self._last_write.done():
+                self._on_done()
+            else:
+                self._last_write.add_done_callback(lambda _: self._on_done())
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._connection, name)

@@ -8,6 +8,7 @@ import signal
 import socket
 from collections.abc import Callable
 
+from psycopg_pool import AsyncConnectionPool
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
@@ -62,41 +63,57 @@ async def _serve(
     pool = make_pool(settings, database_url)
     try:
         await open_pool(pool, settings.db_timeout)
-        app = make_app(settings, pool)
-        server = DrainingHTTPServer(
-            app,
-            max_body_size=MAX_STREAMED_BODY,
-            idle_connection_timeout=IDLE_CONNECTION_TIMEOUT,
-            body_timeout=BODY_TIMEOUT,
-        )
-        metrics: Metrics = app.settings["metrics"]
-
-        def refresh_metrics() -> None:
-            # Every worker writes its own gauges; /metrics, in whichever worker, adds them up.
-            metrics.observe_server(server.in_flight.count, pool.get_stats())
-
-        refresh_metrics()
-        refresh = PeriodicCallback(refresh_metrics, METRICS_REFRESH_MS)
-        refresh.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in STOP_SIGNALS:
-            loop.add_signal_handler(signum, stop.set)
-        # A supervisor forks its workers with these signals blocked, so that a stop arriving
-        # during start-up waits for the handlers above instead of killing the worker.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        server.add_sockets(sockets)
-        on_ready()
-        await stop.wait()
-        on_stopping()
-        log.info(
-            "stopping: no new connections; %d request(s) in flight get %g s to finish",
-            server.in_flight.count,
-            settings.drain_timeout,
-        )
-        cut_off = await server.drain(settings.drain_timeout)
-        if cut_off:
-            log.warning("drain deadline passed: %d request(s) cut off", cut_off)
-        refresh.stop()
+        await _serve_with(pool, settings, sockets, on_ready, on_stopping)
     finally:
         await pool.close()
+
+
+async def _serve_with(
+    pool: AsyncConnectionPool,
+    settings: Settings,
+    sockets: list[socket.socket],
+    on_ready: Callable[[], None],
+    on_stopping: Callable[[], None],
+) -> None:
+    app = make_app(settings, pool)
+    server = DrainingHTTPServer(
+        app,
+        max_body_size=MAX_STREAMED_BODY,
+        idle_connection_timeout=IDLE_CONNECTION_TIMEOUT,
+        body_timeout=BODY_TIMEOUT,
+    )
+    metrics: Metrics = app.settings["metrics"]
+
+    def refresh_metrics() -> None:
+        # Every worker writes its own gauges; /metrics, in whichever worker, adds them up.
+        metrics.observe_server(server.in_flight.count, pool.get_stats())
+
+    refresh_metrics()
+    refresh = PeriodicCallback(refresh_metrics, METRICS_REFRESH_MS)
+    refresh.start()
+    stop = _stop_requested()
+    server.add_sockets(sockets)
+    on_ready()
+    await stop.wait()
+    on_stopping()
+    log.info(
+        "stopping: no new connections; %d request(s) in flight get %g s to finish",
+        server.in_flight.count,
+        settings.drain_timeout,
+    )
+    cut_off = await server.drain(settings.drain_timeout)
+    if cut_off:
+        log.warning("drain deadline passed: %d request(s) cut off", cut_off)
+    refresh.stop()
+
+
+def _stop_requested() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop.set)
+    # A supervisor forks its workers with these signals blocked, so that a stop arriving during
+    # start-up waits for the handlers above instead of killing the worker.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    return stop
