@@ -71,7 +71,7 @@ class TokenVerifier:
         self._audience = audience
         self._options: Any = {"require": ["exp", "sub"], "verify_aud": audience is not None}
 
-    def user_id(self, token: str) -> int:
+    async def user_id(self, token: str) -> int:
         """The user the token speaks for; Unauthorized when it is not a valid token."""
         try:
             claims = jwt.decode(
@@ -139,10 +139,9 @@ class AuthMixin:
     def token_verifier(self) -> TokenVerifier:
         raise NotImplementedError
 
-    def authenticate(self) -> int:
-        user_id = self.token_verifier.user_id(
-            bearer_token(self.request.headers.get("Authorization"))
-        )
+    async def authenticate(self) -> int:
+        token = bearer_token(self.request.headers.get("Authorization"))
+        user_id = await self.token_verifier.user_id(token)
         if parse_id(self.path_args[0]) != user_id:
             raise ApiError(403, "The token does not grant access to this user's tasks.")
         self.current_user = user_id
