@@ -34,13 +34,10 @@ ISSUER = AUDIENCE = "https://app.example.com"
 TIMEOUT = 0.5
 
 
-def public_jwk(private_key: Any, algorithm: str, kid: str | None, **fields: Any) -> dict[str, Any]:
-    jwk: dict[str, Any] = jwt.get_algorithm_by_name(algorithm).to_jwk(
-        private_key.public_key(), as_dict=True
-    )
-    if kid is not None:
-        jwk["kid"] = kid
-    return {**jwk, **fields}
+def public_jwk(private_key: Any, algorithm: str, kid: str, **fields: Any) -> dict[str, Any]:
+    """The JWKS entry of `private_key`'s public half."""
+    public = jwt.get_algorithm_by_name(algorithm).to_jwk(private_key.public_key(), as_dict=True)
+    return {**public, "kid": kid, **fields}
 
 
 # As Better Auth publishes its keys: a kid and no "alg", so the key type decides the algorithm.
@@ -60,7 +57,8 @@ SIGNERS = {
 
 
 def sign(algorithm: str, user: int | str, *, key: Any = None, kid: Any = "", **claims: Any) -> str:
-    """A token as Better Auth signs it; `key` and `kid` default to the algorithm's signer."""
+    """A token as Better Auth signs it; `key` and `kid` default to the algorithm's signer, and
+    `kid=None` leaves the kid out."""
     default_key, default_kid = SIGNERS.get(algorithm, (None, None))
     kid = default_kid if kid == "" else kid
     headers = {"kid": kid} if kid is not None else None
