@@ -35,3 +35,11 @@ check-install:
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# Benchmarks measure the non-editable install in .venv (see bench/README.md). BENCH_ARGS
+# passes options through, e.g. `make bench-compare BENCH_ARGS="--duration 5"`.
+bench: $(STAMP)
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
+
+bench-compare: $(STAMP)
+	$(PYTHON) bench/run.py --compare $(BENCH_ARGS)
