@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SOURCES := setup.py $(shell find taskd sql migrations -type f -not -path '*/__pycache__/*')
 export TASKD_DATA_DIR ?= $(CURDIR)/.taskd
 
-.PHONY: run test lint typecheck check check-install clean
+.PHONY: run test lint typecheck check check-install clean bench bench-compare
 
 # A non-editable install, so the tests exercise exactly what `pip install .` ships.
 $(STAMP): $(SOURCES)
