@@ -87,6 +87,12 @@ class TaskUpdate(_Body):
         return {name: getattr(self, name) for name in self.model_fields_set}
 
 
+class TaskCompletion(_Body):
+    """The body of PATCH .../complete: sets is_completed, where no body toggles it."""
+
+    is_completed: StrictBool
+
+
 class Task(BaseModel):
     """The response shape (documentation only: PostgreSQL renders the JSON itself)."""
 

@@ -52,9 +52,10 @@ async def put(api: Api, user: int, task_id: int, payload: Any, **headers: str) -
 WRITES = [
     ("PUT", "", {"title": "changed"}, 200),
     ("PATCH", "/complete", None, 200),
+    ("PATCH", "/complete", {"is_completed": True}, 200),
     ("DELETE", "", None, 204),
 ]
-WRITE_IDS = ["PUT", "PATCH-complete", "DELETE"]
+WRITE_IDS = ["PUT", "PATCH-toggle", "PATCH-set", "DELETE"]
 
 
 async def write(
@@ -239,15 +240,27 @@ async def test_delete_with_the_etag_of_a_deleted_task_is_404(api, user_id):
     problem(await api.request("DELETE", path, user=user_id, headers={"If-Match": etag}), 404)
 
 
-async def test_a_stale_if_match_outranks_a_bad_body(api, user_id):
+@pytest.mark.parametrize(
+    ("method", "suffix", "bad_body"),
+    [("PUT", "", {"title": ""}), ("PATCH", "/complete", {"is_completed": "yes"})],
+    ids=["PUT", "PATCH-complete"],
+)
+async def test_a_stale_if_match_outranks_a_bad_body(api, user_id, method, suffix, bad_body):
     task = await api.create(user_id, "t")
     stale = await current_etag(api, user_id, task["id"])
     await put(api, user_id, task["id"], {"title": "moved on"})
     etag = await current_etag(api, user_id, task["id"])
 
-    problem(await put(api, user_id, task["id"], {"title": ""}, **{"If-Match": stale}), 412)
-    problem(await put(api, user_id, task["id"], {"title": ""}, **{"If-Match": etag}), 422)
-    problem(await put(api, user_id, 2**63 - 1, {"title": ""}, **{"If-Match": stale}), 404)
+    for task_id, if_match, status in [
+        (task["id"], stale, 412),
+        (task["id"], etag, 422),
+        (2**63 - 1, stale, 404),
+    ]:
+        response = await write(
+            api, user_id, task_id, method, suffix, bad_body, **{"If-Match": if_match}
+        )
+        problem(response, status)
+    assert await current_etag(api, user_id, task["id"]) == etag
 
 
 async def test_a_stale_if_match_does_not_outrank_401_or_403(api, user_id):
@@ -268,6 +281,7 @@ async def test_a_stale_if_match_does_not_outrank_401_or_403(api, user_id):
     [
         ("PUT", "", {"title": "mine"}, 412),
         ("PATCH", "/complete", None, 412),
+        ("PATCH", "/complete", {"is_completed": True}, 412),
         # The winner deleted the task: for the others it does not exist any more.
         ("DELETE", "", None, 404),
     ],
@@ -296,5 +310,5 @@ async def test_concurrent_writes_with_the_same_if_match_let_exactly_one_through(
         return
     assert (after.body, etag_of(after)) == (winners[0].body, etag_of(winners[0]))
     if method == "PATCH":
-        # Toggled exactly once.
+        # Toggled (or set) once: no second toggle undid the first.
         assert json_of(after, 200)["is_completed"] is True

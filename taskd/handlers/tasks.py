@@ -10,7 +10,7 @@ from taskd.errors import ApiError
 from taskd.handlers.base import ApiHandler
 from taskd.headers import if_match_allows, if_none_match_names, parse_if_match
 from taskd.listing import parse_list_query
-from taskd.models import ModelT, TaskCreate, TaskUpdate
+from taskd.models import ModelT, TaskCompletion, TaskCreate, TaskUpdate
 
 NO_SUCH_TASK = "No such task."
 STALE_TASK = "The task has changed since the version If-Match names; fetch it again."
@@ -144,12 +144,23 @@ class TaskCompleteHandler(TaskItemHandler):
     async def patch(self, _user: str, _task: str) -> None:
         task_id = self.task_id()
         if_match = self.if_match()
-        # A toggle takes no body, but one sent must still respect the 64 KiB limit (413).
-        _ = self.raw_body
+        # No body toggles; {"is_completed": bool} sets, so a retried request cannot flip twice.
+        completion = (
+            await self.valid_body(TaskCompletion, task_id, if_match) if self.raw_body else None
+        )
         async with connection(self.pool) as conn:
-            task = await db.toggle_task(
-                conn, user_id=self.current_user, task_id=task_id, if_match=if_match
-            )
+            if completion is None:
+                task = await db.toggle_task(
+                    conn, user_id=self.current_user, task_id=task_id, if_match=if_match
+                )
+            else:
+                task = await db.update_task(
+                    conn,
+                    user_id=self.current_user,
+                    task_id=task_id,
+                    if_match=if_match,
+                    is_completed=completion.is_completed,
+                )
         if task is None:
             raise await self.unwritten(task_id, if_match)
         self.send_task(task)
