@@ -1,8 +1,11 @@
-"""Request headers with a grammar of their own: If-Match and If-None-Match (RFC 9110 §13.1)."""
+"""Request headers with a grammar of their own: If-Match, If-None-Match (RFC 9110 §13.1) and
+Idempotency-Key."""
 
 from __future__ import annotations
 
 import re
+
+from taskd.errors import unprocessable
 
 # RFC 9110 §8.8.3: entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE, etagc = %x21 / %x23-7E / obs-text.
 # Tornado decodes header values as Latin-1, so obs-text arrives as U+0080-U+00FF.
@@ -44,3 +47,25 @@ def if_none_match_names(value: str | None, etag: str) -> bool:
     if value.strip() == "*":
         return True
     return any(tag == etag for _, tag in _entity_tags(value) or [])
+
+
+IDEMPOTENCY_KEY = "Idempotency-Key"
+IDEMPOTENCY_KEY_MAX = 255
+_IDEMPOTENCY_KEY = re.compile(rf"[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_MAX}}}")
+
+
+def parse_idempotency_key(values: list[str]) -> str | None:
+    """The one Idempotency-Key sent, if any: 1-255 visible ASCII characters, else a 422."""
+    if not values:
+        return None
+    if len(values) > 1:
+        raise unprocessable(
+            ["header", IDEMPOTENCY_KEY], "Send at most one Idempotency-Key", "too_many"
+        )
+    if not _IDEMPOTENCY_KEY.fullmatch(values[0]):
+        raise unprocessable(
+            ["header", IDEMPOTENCY_KEY],
+            f"Must be 1-{IDEMPOTENCY_KEY_MAX} visible ASCII characters",
+            "string_pattern_mismatch",
+        )
+    return values[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any, TypeVar
 
 import orjson
@@ -58,6 +59,11 @@ class _Body(BaseModel):
 class TaskCreate(_Body):
     title: Title = Field(description="1-500 characters after stripping surrounding whitespace")
     description: Description = Field(default="", max_length=DESCRIPTION_MAX)
+
+    def fingerprint(self) -> bytes:
+        """A digest of the validated body, so two bodies that ask for the same task (the title
+        spaced differently, the default description spelt out) count as the same request."""
+        return hashlib.sha256(self.model_dump_json().encode()).digest()
 
 
 class TaskUpdate(_Body):

@@ -206,15 +206,15 @@ async def test_a_created_tasks_location_and_etag_are_readable_from_an_allowed_or
     assert {"location", "etag"} <= exposed
 
 
-async def test_a_preflight_allows_the_conditional_request_headers(api):
+async def test_a_preflight_allows_the_conditional_and_idempotency_headers(api):
+    wanted = {"if-match", "if-none-match", "idempotency-key"}
     headers = {
         **preflight(ORIGIN, "PUT"),
-        "Access-Control-Request-Headers": "authorization, content-type, if-match, if-none-match",
+        "Access-Control-Request-Headers": ", ".join(["authorization", "content-type", *wanted]),
     }
     response = await api.request("OPTIONS", "/api/1/tasks/5", headers=headers)
     assert response.code == 204, response.body
-    allowed_headers = header_items(response.headers["Access-Control-Allow-Headers"])
-    assert {"if-match", "if-none-match"} <= allowed_headers
+    assert wanted <= header_items(response.headers["Access-Control-Allow-Headers"])
 
 
 async def test_an_error_for_an_allowed_origin_is_readable_by_the_browser(api, user_id):

@@ -14,10 +14,11 @@ import pytest
 from conftest import new_user_id
 
 from taskd import migrate
-from taskd.db import tasks, users
+from taskd.db import idempotency, tasks, users
 from taskd.db.queries import QueryLoadError, load_queries, parse_queries
 
-MIGRATIONS = ["0001.create-users", "0002.create-tasks"]
+MIGRATIONS = ["0001.create-users", "0002.create-tasks", "0003.create-idempotency-keys"]
+TABLES = {"users", "tasks", "idempotency_keys"}
 # RFC 9110 §8.8.3: a strong entity-tag is a quoted string of visible characters other than DQUOTE.
 STRONG_ETAG = re.compile(r'"[\x21\x23-\x7e]+"')
 
@@ -236,10 +237,29 @@ async def test_provision_user_is_idempotent(database_url, user_id):
         assert await user_rows(conn, user_id) == [(user_id,)]
 
 
+async def test_create_task_once_creates_one_task_per_key_and_user(database_url, user_id):
+    async with await connect(database_url) as conn:
+
+        async def create(user: int, fingerprint: bytes) -> tasks.RenderedTask | None:
+            return await idempotency.create_task_once(
+                conn, user_id=user, key="k", fingerprint=fingerprint, title="t", description=""
+            )
+
+        first = await create(user_id, b"body")
+        assert first is not None
+        assert await user_rows(conn, user_id) == [(user_id,)]
+        assert await create(user_id, b"body") == first
+        assert await create(user_id, b"another body") is None
+        theirs = await create(new_user_id(), b"body")
+        assert theirs is not None and theirs.id != first.id
+        page = await tasks.list_tasks(conn, user_id=user_id, limit=10)
+        assert orjson.loads(page.json) == [orjson.loads(first.json)]
+
+
 def _public_data_functions() -> list[Callable[..., Any]]:
     return [
         function
-        for module in (tasks, users)
+        for module in (tasks, users, idempotency)
         for name, function in vars(module).items()
         if not name.startswith("_")
         and inspect.iscoroutinefunction(function)
@@ -258,6 +278,7 @@ def test_every_data_function_takes_user_id_as_a_required_keyword():
         "task_exists",
         "list_tasks",
         "provision_user",
+        "create_task_once",
     }
     for function in functions:
         parameter = inspect.signature(function).parameters.get("user_id")
@@ -277,6 +298,9 @@ def test_every_data_function_takes_user_id_as_a_required_keyword():
         lambda conn: tasks.task_exists(conn, task_id=1),
         lambda conn: tasks.list_tasks(conn, limit=10),
         lambda conn: users.provision_user(conn),
+        lambda conn: idempotency.create_task_once(
+            conn, key="k", fingerprint=b"", title="t", description=""
+        ),
         lambda conn: tasks.get_task(conn, 1, task_id=1),
         lambda conn: users.provision_user(conn, 1),
     ],
@@ -289,6 +313,7 @@ def test_every_data_function_takes_user_id_as_a_required_keyword():
         "task_exists",
         "list_tasks",
         "provision_user",
+        "create_task_once",
         "get_task positional",
         "provision_user positional",
     ],
@@ -423,6 +448,15 @@ def test_binding_a_query_requires_user_id():
             },
         ),
         ("users.sql", {"provision_user"}),
+        (
+            "idempotency_keys.sql",
+            {
+                "forget_expired_idempotency_keys",
+                "claim_idempotency_key",
+                "record_idempotent_task",
+                "get_idempotency_key",
+            },
+        ),
     ],
 )
 def test_every_shipped_query_binds_user_id(filename, expected):
@@ -492,7 +526,7 @@ def test_migrations_create_the_contract_schema(create_database):
     url = create_database()
     migrate.apply(url)
     with psycopg.connect(url, autocommit=True) as conn:
-        assert _table_names(conn) == {"users", "tasks"}
+        assert _table_names(conn) == TABLES
         users_columns = _columns(conn, "users")
         assert users_columns["id"][:3] == ("bigint", None, "NO")
         assert users_columns["created_at"][0] == "timestamp with time zone"
@@ -532,6 +566,31 @@ def test_migrations_create_the_contract_schema(create_database):
         assert all("user_id" in columns for unique, columns in indexes if unique), indexes
 
 
+def test_idempotency_keys_are_keyed_by_user_first(create_database):
+    url = create_database()
+    migrate.apply(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        columns = _columns(conn, "idempotency_keys")
+        assert set(columns) == {
+            "user_id",
+            "key",
+            "fingerprint",
+            "task_id",
+            "task_etag",
+            "task_json",
+            "created_at",
+        }
+        assert columns["key"][:3] == ("character varying", 255, "NO")
+        assert columns["created_at"][:3] == ("timestamp with time zone", None, "NO")
+        assert _constraints(conn, "idempotency_keys", "p") == ["PRIMARY KEY (user_id, key)"]
+        assert _constraints(conn, "idempotency_keys", "f") == [
+            "FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE"
+        ]
+        indexes = _indexes(conn, "idempotency_keys")
+        assert (False, ["user_id", "created_at"]) in indexes, indexes
+        assert all(columns[0] == "user_id" for _, columns in indexes), indexes
+
+
 def test_deleting_a_user_deletes_their_tasks(create_database):
     url = create_database()
     migrate.apply(url)
@@ -546,9 +605,9 @@ def test_deleting_a_user_deletes_their_tasks(create_database):
 def test_rolling_back_every_migration_leaves_no_tables_and_apply_works_again(create_database):
     url = create_database()
     migrate.apply(url)
-    assert migrate.rollback(url) == "0002.create-tasks"
-    assert migrate.pending(url) == MIGRATIONS[1:]
-    assert migrate.rollback(url) == "0001.create-users"
+    for applied in range(len(MIGRATIONS), 0, -1):
+        assert migrate.rollback(url) == MIGRATIONS[applied - 1]
+        assert migrate.pending(url) == MIGRATIONS[applied - 1 :]
     assert migrate.rollback(url) is None
     with psycopg.connect(url, autocommit=True) as conn:
         assert _table_names(conn) == set()
@@ -556,5 +615,5 @@ def test_rolling_back_every_migration_leaves_no_tables_and_apply_works_again(cre
 
     assert migrate.apply(url) == MIGRATIONS
     with psycopg.connect(url, autocommit=True) as conn:
-        assert _table_names(conn) == {"users", "tasks"}
+        assert _table_names(conn) == TABLES
         assert _constraints(conn, "tasks", "p") == ["PRIMARY KEY (user_id, id)"]

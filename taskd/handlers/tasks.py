@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from taskd.auth import parse_id
 from taskd.db import tasks as db
+from taskd.db.idempotency import create_task_once
 from taskd.db.pool import connection
 from taskd.db.tasks import RenderedTask
-from taskd.errors import ApiError
+from taskd.errors import ApiError, unprocessable
 from taskd.handlers.base import ApiHandler
-from taskd.headers import if_match_allows, if_none_match_names, parse_if_match
+from taskd.headers import (
+    IDEMPOTENCY_KEY,
+    if_match_allows,
+    if_none_match_names,
+    parse_idempotency_key,
+    parse_if_match,
+)
 from taskd.listing import parse_list_query
 from taskd.models import ModelT, TaskCompletion, TaskCreate, TaskUpdate
 
@@ -46,10 +53,28 @@ class TaskListHandler(TaskResponder):
         self.send_json(page.json)
 
     async def post(self, _user: str) -> None:
+        key = parse_idempotency_key(self.request.headers.get_list(IDEMPOTENCY_KEY))
         new = self.json_body(TaskCreate)
+        task: RenderedTask | None
         async with connection(self.pool) as conn:
-            task = await db.create_task(
-                conn, user_id=self.current_user, title=new.title, description=new.description
+            if key is None:
+                task = await db.create_task(
+                    conn, user_id=self.current_user, title=new.title, description=new.description
+                )
+            else:
+                task = await create_task_once(
+                    conn,
+                    user_id=self.current_user,
+                    key=key,
+                    fingerprint=new.fingerprint(),
+                    title=new.title,
+                    description=new.description,
+                )
+        if task is None:
+            raise unprocessable(
+                ["header", IDEMPOTENCY_KEY],
+                "This key was already used with a different body",
+                "idempotency_key_reused",
             )
         self.set_header("Location", f"/api/{self.current_user}/tasks/{task.id}")
         self.send_task(task, 201)
