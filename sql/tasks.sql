@@ -1,14 +1,18 @@
 -- Queries on tasks. Every query binds %(user_id)s (the loader refuses one that does not), and
 -- PostgreSQL renders each task as JSON text so no per-row Python objects are built.
 
+-- fragment: utc_text
+-- to_char() format of a timestamp in RFC 3339, UTC, with microseconds
+'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
+
 -- fragment: task_json
 json_build_object(
     'id', id,
     'title', title,
     'description', description,
     'is_completed', is_completed,
-    'created_at', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-    'updated_at', to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+    'created_at', to_char(created_at AT TIME ZONE 'UTC', {utc_text}),
+    'updated_at', to_char(updated_at AT TIME ZONE 'UTC', {utc_text}),
     'user_id', user_id
 )::text
 
@@ -59,9 +63,17 @@ WHERE user_id = %(user_id)s AND id = %(task_id)s AND {if_match}
 RETURNING id, {task_etag}, {task_json};
 
 -- name: delete_task
-DELETE FROM tasks
-WHERE user_id = %(user_id)s AND id = %(task_id)s AND {if_match}
-RETURNING id;
+-- Leaves a tombstone for the change feed, and forgets this user's tombstones past retention.
+WITH deleted AS (
+    DELETE FROM tasks
+    WHERE user_id = %(user_id)s AND id = %(task_id)s AND {if_match}
+    RETURNING user_id, id
+), expired AS (
+    DELETE FROM task_tombstones
+    WHERE user_id = %(user_id)s
+      AND deleted_at < now() - make_interval(days => %(retention_days)s)
+)
+INSERT INTO task_tombstones (user_id, id) SELECT user_id, id FROM deleted RETURNING id;
 
 -- name: list_tasks
 -- One page in keyset order. {sort_column}, {direction} and {after} come from the fixed table
@@ -76,3 +88,36 @@ WHERE user_id = %(user_id)s
        OR ({sort_column}, id) {after} (%(after_value)s, %(after_id)s::bigint))
 ORDER BY {sort_column} {direction}, id {direction}
 LIMIT %(limit)s;
+
+-- name: task_changes
+-- One page of the change feed: tasks written and tasks deleted by transactions that the
+-- snapshot %(since)s did not see (commit order, whatever order their ids were taken in) and,
+-- while a run of pages lasts, that %(upto)s did see; in (transaction, id) order after the
+-- position (%(after_xid)s, %(after_id)s). Always one row or more: the first column is this
+-- statement's own snapshot, the next token's, joined to the page's rows (if any).
+WITH since AS (
+    SELECT %(since)s::pg_snapshot AS snapshot
+), changes AS (
+    SELECT changed_xid AS xid, id, {task_json} AS task, NULL AS deleted_at
+    FROM tasks, since
+    WHERE user_id = %(user_id)s
+      AND changed_xid >= pg_snapshot_xmin(since.snapshot)
+      AND NOT pg_visible_in_snapshot(changed_xid, since.snapshot)
+    UNION ALL
+    SELECT deleted_xid, id, NULL,
+           to_char(deleted_at AT TIME ZONE 'UTC', {utc_text})
+    FROM task_tombstones, since
+    WHERE user_id = %(user_id)s
+      AND %(with_deletions)s::boolean
+      AND deleted_xid >= pg_snapshot_xmin(since.snapshot)
+      AND NOT pg_visible_in_snapshot(deleted_xid, since.snapshot)
+), page AS (
+    SELECT * FROM changes
+    WHERE (%(upto)s::pg_snapshot IS NULL OR pg_visible_in_snapshot(xid, %(upto)s::pg_snapshot))
+      AND (xid, id) > (%(after_xid)s::xid8, %(after_id)s::bigint)
+    ORDER BY xid, id
+    LIMIT %(limit)s
+)
+SELECT pg_current_snapshot()::text, page.xid::text, page.id, page.task, page.deleted_at
+FROM (SELECT 1) AS statement LEFT JOIN page ON true
+ORDER BY page.xid, page.id;

@@ -32,6 +32,9 @@ _LIST_QUERIES: dict[str, Query] = {
 
 SortValue = datetime | str
 
+# Deleted tasks stay visible to the change feed this long; older feed tokens must resync.
+TOMBSTONE_RETENTION_DAYS = 30
+
 
 @dataclass(frozen=True)
 class Page:
@@ -126,8 +129,14 @@ async def toggle_task(
 async def delete_task(
     conn: AsyncConnection, *, user_id: int, task_id: int, if_match: list[str] | None = None
 ) -> bool:
+    """Delete a task, leaving a tombstone for the change feed."""
     query = _QUERIES["delete_task"]
-    params = query.bind(user_id=user_id, task_id=task_id, if_match=if_match)
+    params = query.bind(
+        user_id=user_id,
+        task_id=task_id,
+        if_match=if_match,
+        retention_days=TOMBSTONE_RETENTION_DAYS,
+    )
     return await _fetch_value(conn, query, params) is not None
 
 
@@ -160,3 +169,54 @@ async def list_tasks(
     body = "[" + ",".join(row[0] for row in rows) + "]"
     next_after = (rows[-1][1], rows[-1][2]) if more else None
     return Page(body.encode(), next_after)
+
+
+@dataclass(frozen=True)
+class ChangesPage:
+    """Changes after a position: task JSON texts, (id, deleted_at) pairs, and where they end."""
+
+    tasks: list[str]
+    deleted: list[tuple[int, str]]
+    snapshot: str
+    last: tuple[str, int] | None
+    more: bool
+
+
+async def task_changes(
+    conn: AsyncConnection,
+    *,
+    user_id: int,
+    since: str,
+    upto: str | None,
+    after: tuple[str, int],
+    with_deletions: bool,
+    limit: int,
+) -> ChangesPage:
+    """Tasks written and deleted by transactions invisible to snapshot `since` (and visible
+    to `upto` when given), after the (transaction id, task id) position `after`."""
+    query = _QUERIES["task_changes"]
+    after_xid, after_id = after
+    params = query.bind(
+        user_id=user_id,
+        since=since,
+        upto=upto,
+        after_xid=after_xid,
+        after_id=after_id,
+        with_deletions=with_deletions,
+        limit=limit + 1,
+    )
+    cursor = await conn.execute(query.sql, params)
+    rows = await cursor.fetchall()
+    snapshot = rows[0][0]
+    changes = [row for row in rows if row[1] is not None]
+    more = len(changes) > limit
+    del changes[limit:]
+    return ChangesPage(
+        tasks=[task for _, _, _, task, _ in changes if task is not None],
+        deleted=[
+            (task_id, deleted_at) for _, _, task_id, task, deleted_at in changes if task is None
+        ],
+        snapshot=snapshot,
+        last=(changes[-1][1], changes[-1][2]) if changes else None,
+        more=more,
+    )

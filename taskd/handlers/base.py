@@ -140,7 +140,7 @@ class ApiHandler(AuthMixin, BaseHandler):
     async def prepare(self) -> None:
         if self.request.method == "OPTIONS":
             return
-        user_id = self.authenticate()
+        user_id = await self.authenticate()
         if self.request.method in self.BODY_METHODS:
             self._check_body_headers()
         await self._provision(user_id)

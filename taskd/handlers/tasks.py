@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 from taskd.auth import parse_id
+from taskd.changes import BEGINNING, parse_since, render
 from taskd.db import tasks as db
 from taskd.db.idempotency import create_task_once
 from taskd.db.pool import connection
@@ -16,7 +19,7 @@ from taskd.headers import (
     parse_idempotency_key,
     parse_if_match,
 )
-from taskd.listing import parse_list_query
+from taskd.listing import parse_limit, parse_list_query
 from taskd.models import ModelT, TaskCompletion, TaskCreate, TaskUpdate
 
 NO_SUCH_TASK = "No such task."
@@ -191,9 +194,32 @@ class TaskCompleteHandler(TaskItemHandler):
         self.send_task(task)
 
 
+class TaskChangesHandler(ApiHandler):
+    """The change feed (CONTRACT §8); see taskd/changes.py for how it stays gap-free."""
+
+    SUPPORTED_METHODS = ("GET", "OPTIONS")
+
+    async def get(self, _user: str) -> None:
+        moment = int(time.time())
+        token = parse_since(self.request.query_arguments, moment)
+        limit = parse_limit(self.request.query_arguments)
+        async with connection(self.pool) as conn:
+            page = await db.task_changes(
+                conn,
+                user_id=self.current_user,
+                since=token.since or BEGINNING,
+                upto=token.upto,
+                after=token.after,
+                with_deletions=token.since is not None,
+                limit=limit,
+            )
+        self.send_json(render(page, token.following(page, moment)))
+
+
 USER = r"/api/([^/]+)"
 ROUTES = [
     (USER + r"/tasks", TaskListHandler),
+    (USER + r"/tasks/changes", TaskChangesHandler),
     (USER + r"/tasks/([^/]+)", TaskHandler),
     (USER + r"/tasks/([^/]+)/complete", TaskCompleteHandler),
 ]
