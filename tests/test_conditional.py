@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from concurrency import race
 from conftest import Api, new_user_id
+from test_changes import poll
 from test_tasks_api import json_of, problem
 from tornado.httpclient import HTTPResponse
 
@@ -271,6 +272,22 @@ async def test_a_stale_if_match_does_not_outrank_401_or_403(api, user_id):
     problem(
         await api.request("PUT", path, user=new_user_id(), json={"title": "x"}, headers=stale), 403
     )
+
+
+async def test_a_refused_write_is_no_change_in_the_feed(api, user_id):
+    task = await api.create(user_id, "t")
+    since = (await poll(api, user_id))["next"]
+    for method, suffix, payload, _ in WRITES:
+        stale = {"If-Match": '"stale"'}
+        problem(await write(api, user_id, task["id"], method, suffix, payload, **stale), 412)
+    feed = await poll(api, user_id, since)
+    assert (feed["tasks"], feed["deleted"]) == ([], [])
+
+    etag = await current_etag(api, user_id, task["id"])
+    deleted = await write(api, user_id, task["id"], "DELETE", "", None, **{"If-Match": etag})
+    assert deleted.code == 204
+    feed = await poll(api, user_id, since)
+    assert [gone["id"] for gone in feed["deleted"]] == [task["id"]]
 
 
 # --- Atomicity: the version is checked in the same statement as the write

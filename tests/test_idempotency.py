@@ -9,6 +9,7 @@ import psycopg
 import pytest
 from concurrency import race
 from conftest import Api, body, make_token, new_user_id
+from test_changes import poll
 from test_tasks_api import json_of, list_tasks, unprocessable
 from tornado.httpclient import HTTPResponse
 from tornado.httputil import HTTPHeaders
@@ -97,6 +98,14 @@ async def test_a_retry_returns_the_original_answer_even_after_a_change_or_delete
     assert (await api.request("DELETE", path, user=user_id)).code == 204
     assert created(await post(api, user_id, {"title": "original"}, "k-1")) == first
     assert await list_tasks(api, user_id) == []
+
+
+async def test_a_replayed_create_is_no_change_in_the_feed(api, user_id):
+    first = created(await post(api, user_id, {"title": "once"}, "k-1"))
+    since = (await poll(api, user_id))["next"]
+    assert created(await post(api, user_id, {"title": "once"}, "k-1")) == first
+    feed = await poll(api, user_id, since)
+    assert (feed["tasks"], feed["deleted"]) == ([], [])
 
 
 async def test_keys_are_per_user(api, user_id):
