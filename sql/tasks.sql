@@ -16,6 +16,16 @@ json_build_object(
     'user_id', user_id
 )::text
 
+-- fragment: task_etag
+-- A strong entity-tag (RFC 9110 §8.8.3) for this version of the task: updated_at moves on every
+-- change (see touch), to the microsecond, so the tag changes with every change too.
+'"' || id || '-' || to_char(updated_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS') || '"'
+
+-- fragment: if_match
+-- The If-Match condition, checked against the row the write is about to change: NULL means any
+-- version will do. In the same statement as the write, so no other write can slip in between.
+(%(if_match)s::text[] IS NULL OR {task_etag} = ANY (%(if_match)s::text[]))
+
 -- fragment: touch
 -- strictly later than before, so updated_at changes on every change
 updated_at = greatest(now(), updated_at + interval '1 microsecond')
@@ -27,10 +37,10 @@ WITH provisioned AS (
 )
 INSERT INTO tasks (user_id, title, description)
 VALUES (%(user_id)s, %(title)s, %(description)s)
-RETURNING id, {task_json};
+RETURNING id, {task_etag}, {task_json};
 
 -- name: get_task
-SELECT {task_json} FROM tasks WHERE user_id = %(user_id)s AND id = %(task_id)s;
+SELECT id, {task_etag}, {task_json} FROM tasks WHERE user_id = %(user_id)s AND id = %(task_id)s;
 
 -- name: task_exists
 SELECT true FROM tasks WHERE user_id = %(user_id)s AND id = %(task_id)s;
@@ -42,20 +52,22 @@ SET title = coalesce(%(title)s, title),
     description = coalesce(%(description)s, description),
     is_completed = coalesce(%(is_completed)s, is_completed),
     {touch}
-WHERE user_id = %(user_id)s AND id = %(task_id)s
-RETURNING {task_json};
+WHERE user_id = %(user_id)s AND id = %(task_id)s AND {if_match}
+RETURNING id, {task_etag}, {task_json};
 
 -- name: toggle_task
 UPDATE tasks
 SET is_completed = NOT is_completed,
     {touch}
-WHERE user_id = %(user_id)s AND id = %(task_id)s
-RETURNING {task_json};
+WHERE user_id = %(user_id)s AND id = %(task_id)s AND {if_match}
+RETURNING id, {task_etag}, {task_json};
 
 -- name: delete_task
 -- Leaves a tombstone for the change feed, and forgets this user's tombstones past retention.
 WITH deleted AS (
-    DELETE FROM tasks WHERE user_id = %(user_id)s AND id = %(task_id)s RETURNING user_id, id
+    DELETE FROM tasks
+    WHERE user_id = %(user_id)s AND id = %(task_id)s AND {if_match}
+    RETURNING user_id, id
 ), expired AS (
     DELETE FROM task_tombstones
     WHERE user_id = %(user_id)s

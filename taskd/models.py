@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any, TypeVar
 
 import orjson
@@ -59,6 +60,11 @@ class TaskCreate(_Body):
     title: Title = Field(description="1-500 characters after stripping surrounding whitespace")
     description: Description = Field(default="", max_length=DESCRIPTION_MAX)
 
+    def fingerprint(self) -> bytes:
+        """A digest of the validated body, so two bodies that ask for the same task (the title
+        spaced differently, the default description spelt out) count as the same request."""
+        return hashlib.sha256(self.model_dump_json().encode()).digest()
+
 
 class TaskUpdate(_Body):
     """A partial update: only the fields present change; at least one must be present."""
@@ -85,6 +91,12 @@ class TaskUpdate(_Body):
 
     def changes(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class TaskCompletion(_Body):
+    """The body of PATCH .../complete: sets is_completed, where no body toggles it."""
+
+    is_completed: StrictBool
 
 
 class Task(BaseModel):

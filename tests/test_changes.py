@@ -163,7 +163,7 @@ async def test_a_transaction_that_commits_late_is_still_reported(api, user_id, d
     await api.create(user_id, "provision the user")
     since = (await poll(api, user_id))["next"]
     async with await psycopg.AsyncConnection.connect(database_url) as slow:
-        late_id, _ = await db.create_task(slow, user_id=user_id, title="late", description="")
+        late_id = (await db.create_task(slow, user_id=user_id, title="late", description="")).id
         early = await api.create(user_id, "early")
         feed = await poll(api, user_id, since)
         assert [task["id"] for task in feed["tasks"]] == [early["id"]]

@@ -44,37 +44,54 @@ class Page:
     next_after: tuple[SortValue, int] | None
 
 
+@dataclass(frozen=True)
+class RenderedTask:
+    """A task as served: its id, its strong ETag (quoted) and its JSON text."""
+
+    id: int
+    etag: str
+    json: str
+
+
 async def _fetch_value(conn: AsyncConnection, query: Query, params: dict[str, Any]) -> Any:
     cursor = await conn.execute(query.sql, params)
     row = await cursor.fetchone()
     return None if row is None else row[0]
 
 
+async def _fetch_task(
+    conn: AsyncConnection, query: Query, params: dict[str, Any]
+) -> RenderedTask | None:
+    cursor = await conn.execute(query.sql, params)
+    row = await cursor.fetchone()
+    return None if row is None else RenderedTask(*row)
+
+
 async def create_task(
     conn: AsyncConnection, *, user_id: int, title: str, description: str
-) -> tuple[int, str]:
-    """Insert a task (provisioning its user) and return its id and JSON."""
+) -> RenderedTask:
+    """Insert a task (provisioning its user) and return it."""
     query = _QUERIES["create_task"]
-    cursor = await conn.execute(
-        query.sql, query.bind(user_id=user_id, title=title, description=description)
+    task = await _fetch_task(
+        conn, query, query.bind(user_id=user_id, title=title, description=description)
     )
-    row = await cursor.fetchone()
-    assert row is not None
-    return row[0], row[1]
-
-
-async def _task_by_id(conn: AsyncConnection, name: str, *, user_id: int, task_id: int) -> Any:
-    query = _QUERIES[name]
-    return await _fetch_value(conn, query, query.bind(user_id=user_id, task_id=task_id))
-
-
-async def get_task(conn: AsyncConnection, *, user_id: int, task_id: int) -> str | None:
-    task: str | None = await _task_by_id(conn, "get_task", user_id=user_id, task_id=task_id)
+    assert task is not None
     return task
 
 
+async def get_task(conn: AsyncConnection, *, user_id: int, task_id: int) -> RenderedTask | None:
+    query = _QUERIES["get_task"]
+    return await _fetch_task(conn, query, query.bind(user_id=user_id, task_id=task_id))
+
+
 async def task_exists(conn: AsyncConnection, *, user_id: int, task_id: int) -> bool:
-    return bool(await _task_by_id(conn, "task_exists", user_id=user_id, task_id=task_id))
+    query = _QUERIES["task_exists"]
+    return bool(await _fetch_value(conn, query, query.bind(user_id=user_id, task_id=task_id)))
+
+
+# Each write takes `if_match`: the ETags one of which the task must have for the write to happen
+# (None: any version). A write that happens to nothing returns None (or False): no such task, or
+# one whose version is not in `if_match`; `task_exists` tells which.
 
 
 async def update_task(
@@ -82,32 +99,44 @@ async def update_task(
     *,
     user_id: int,
     task_id: int,
+    if_match: list[str] | None = None,
     title: str | None = None,
     description: str | None = None,
     is_completed: bool | None = None,
-) -> str | None:
-    """Change the given fields (None leaves one as it is); None when there is no such task."""
+) -> RenderedTask | None:
+    """Change the given fields (None leaves one as it is)."""
     query = _QUERIES["update_task"]
     params = query.bind(
         user_id=user_id,
         task_id=task_id,
+        if_match=if_match,
         title=title,
         description=description,
         is_completed=is_completed,
     )
-    task: str | None = await _fetch_value(conn, query, params)
-    return task
+    return await _fetch_task(conn, query, params)
 
 
-async def toggle_task(conn: AsyncConnection, *, user_id: int, task_id: int) -> str | None:
-    task: str | None = await _task_by_id(conn, "toggle_task", user_id=user_id, task_id=task_id)
-    return task
+async def toggle_task(
+    conn: AsyncConnection, *, user_id: int, task_id: int, if_match: list[str] | None = None
+) -> RenderedTask | None:
+    query = _QUERIES["toggle_task"]
+    return await _fetch_task(
+        conn, query, query.bind(user_id=user_id, task_id=task_id, if_match=if_match)
+    )
 
 
-async def delete_task(conn: AsyncConnection, *, user_id: int, task_id: int) -> bool:
-    """Delete a task, leaving a tombstone for the change feed; False when there is none."""
+async def delete_task(
+    conn: AsyncConnection, *, user_id: int, task_id: int, if_match: list[str] | None = None
+) -> bool:
+    """Delete a task, leaving a tombstone for the change feed."""
     query = _QUERIES["delete_task"]
-    params = query.bind(user_id=user_id, task_id=task_id, retention_days=TOMBSTONE_RETENTION_DAYS)
+    params = query.bind(
+        user_id=user_id,
+        task_id=task_id,
+        if_match=if_match,
+        retention_days=TOMBSTONE_RETENTION_DAYS,
+    )
     return await _fetch_value(conn, query, params) is not None
 
 

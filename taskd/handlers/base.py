@@ -22,8 +22,8 @@ log = logging.getLogger("taskd")
 MAX_BODY_BYTES = 64 * 1024
 JSON_TYPE = "application/json"
 PROBLEM_TYPE = "application/problem+json"
-CORS_REQUEST_HEADERS = "Authorization, Content-Type"
-CORS_EXPOSED_HEADERS = "Location, Link, Retry-After, WWW-Authenticate"
+CORS_REQUEST_HEADERS = "Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key"
+CORS_EXPOSED_HEADERS = "ETag, Location, Link, Retry-After, WWW-Authenticate"
 # Users already provisioned by this process; forgotten wholesale when it grows past the bound.
 KNOWN_USERS_MAX = 100_000
 
