@@ -6,15 +6,8 @@
 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
 
 -- fragment: task_json
-json_build_object(
-    'id', id,
-    'title', title,
-    'description', description,
-    'is_completed', is_completed,
-    'created_at', to_char(created_at AT TIME ZONE 'UTC', {utc_text}),
-    'updated_at', to_char(updated_at AT TIME ZONE 'UTC', {utc_text}),
-    'user_id', user_id
-)::text
+-- Rendered by PostgreSQL when the task is written (migration 0005), as the Task of CONTRACT §2.
+json
 
 -- fragment: task_etag
 -- A strong entity-tag (RFC 9110 §8.8.3) for this version of the task: updated_at moves on every
