@@ -159,16 +159,13 @@ async def list_tasks(
         pattern=pattern,
         after_value=after_value,
         after_id=after_id,
-        limit=limit + 1,
+        limit=limit,
     )
-    cursor = await conn.execute(query.sql, params)
-    rows = await cursor.fetchall()
-    more = len(rows) > limit
-    if more:
-        del rows[limit:]
-    body = "[" + ",".join(row[0] for row in rows) + "]"
-    next_after = (rows[-1][1], rows[-1][2]) if more else None
-    return Page(body.encode(), next_after)
+    cursor = await conn.execute(query.sql, params, binary=True)
+    row = await cursor.fetchone()
+    assert row is not None
+    tasks_json, more, last_value, last_id = row
+    return Page(tasks_json, (last_value, last_id) if more else None)
 
 
 @dataclass(frozen=True)
