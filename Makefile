@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SOURCES := setup.py $(shell find taskd sql migrations -type f -not -path '*/__pycache__/*')
 export TASKD_DATA_DIR ?= $(CURDIR)/.taskd
 
-.PHONY: run test lint typecheck check check-install check-unit clean
+.PHONY: run test lint typecheck check check-install check-unit clean bench bench-compare
 
 # A non-editable install, so the tests exercise exactly what `pip install .` ships.
 $(STAMP): $(SOURCES)
@@ -39,3 +39,11 @@ check-unit: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# Benchmarks measure the non-editable install in .venv (see bench/README.md). BENCH_ARGS
+# passes options through, e.g. `make bench-compare BENCH_ARGS="--duration 5"`.
+bench: $(STAMP)
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
+
+bench-compare: $(STAMP)
+	$(PYTHON) bench/run.py --compare $(BENCH_ARGS)

@@ -16,7 +16,7 @@ setup(
     install_requires=[
         "tornado>=6.4",
         "psycopg[binary,pool]>=3.2",
-        "pyjwt[crypto]>=2.10",
+        "pyjwt[crypto]>=2.13",
         "pydantic>=2.7",
         "yoyo-migrations>=9.0",
         "orjson>=3.10",

@@ -1,16 +1,23 @@
 -- Queries on tasks. Every query binds %(user_id)s (the loader refuses one that does not), and
 -- PostgreSQL renders each task as JSON text so no per-row Python objects are built.
 
+-- fragment: utc_text
+-- to_char() format of a timestamp in RFC 3339, UTC, with microseconds
+'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
+
 -- fragment: task_json
-json_build_object(
-    'id', id,
-    'title', title,
-    'description', description,
-    'is_completed', is_completed,
-    'created_at', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-    'updated_at', to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-    'user_id', user_id
-)::text
+-- Rendered by PostgreSQL when the task is written (migration 0005), as the Task of CONTRACT §2.
+json
+
+-- fragment: task_etag
+-- A strong entity-tag (RFC 9110 §8.8.3) for this version of the task: updated_at moves on every
+-- change (see touch), to the microsecond, so the tag changes with every change too.
+'"' || id || '-' || to_char(updated_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS') || '"'
+
+-- fragment: if_match
+-- The If-Match condition, checked against the row the write is about to change: NULL means any
+-- version will do. In the same statement as the write, so no other write can slip in between.
+(%(if_match)s::text[] IS NULL OR {task_etag} = ANY (%(if_match)s::text[]))
 
 -- fragment: touch
 -- strictly later than before, so updated_at changes on every change
@@ -23,10 +30,10 @@ WITH provisioned AS (
 )
 INSERT INTO tasks (user_id, title, description)
 VALUES (%(user_id)s, %(title)s, %(description)s)
-RETURNING id, {task_json};
+RETURNING id, {task_etag}, {task_json};
 
 -- name: get_task
-SELECT {task_json} FROM tasks WHERE user_id = %(user_id)s AND id = %(task_id)s;
+SELECT id, {task_etag}, {task_json} FROM tasks WHERE user_id = %(user_id)s AND id = %(task_id)s;
 
 -- name: task_exists
 SELECT true FROM tasks WHERE user_id = %(user_id)s AND id = %(task_id)s;
@@ -38,29 +45,86 @@ SET title = coalesce(%(title)s, title),
     description = coalesce(%(description)s, description),
     is_completed = coalesce(%(is_completed)s, is_completed),
     {touch}
-WHERE user_id = %(user_id)s AND id = %(task_id)s
-RETURNING {task_json};
+WHERE user_id = %(user_id)s AND id = %(task_id)s AND {if_match}
+RETURNING id, {task_etag}, {task_json};
 
 -- name: toggle_task
 UPDATE tasks
 SET is_completed = NOT is_completed,
     {touch}
-WHERE user_id = %(user_id)s AND id = %(task_id)s
-RETURNING {task_json};
+WHERE user_id = %(user_id)s AND id = %(task_id)s AND {if_match}
+RETURNING id, {task_etag}, {task_json};
 
 -- name: delete_task
-DELETE FROM tasks WHERE user_id = %(user_id)s AND id = %(task_id)s RETURNING id;
+-- Leaves a tombstone for the change feed, and forgets this user's tombstones past retention.
+WITH deleted AS (
+    DELETE FROM tasks
+    WHERE user_id = %(user_id)s AND id = %(task_id)s AND {if_match}
+    RETURNING user_id, id
+), expired AS (
+    DELETE FROM task_tombstones
+    WHERE user_id = %(user_id)s
+      AND deleted_at < now() - make_interval(days => %(retention_days)s)
+)
+INSERT INTO task_tombstones (user_id, id) SELECT user_id, id FROM deleted RETURNING id;
 
 -- name: list_tasks
--- One page in keyset order. {sort_column}, {direction} and {after} come from the fixed table
--- SORTS in taskd/db/tasks.py, one variant of this query per allowed sort, made at load time.
-SELECT {task_json}, {sort_column}, id
-FROM tasks
-WHERE user_id = %(user_id)s
-  AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
-  AND (%(pattern)s::text IS NULL
-       OR title ILIKE %(pattern)s::text OR description ILIKE %(pattern)s::text)
-  AND (%(after_id)s::bigint IS NULL
-       OR ({sort_column}, id) {after} (%(after_value)s, %(after_id)s::bigint))
-ORDER BY {sort_column} {direction}, id {direction}
-LIMIT %(limit)s;
+-- One page in keyset order, as one JSON array: PostgreSQL joins the stored task JSON, so the
+-- server handles one value instead of a row per task, as UTF-8 bytes it sends as they are (with
+-- binary results: no decoding and encoding again). Also whether more rows follow and,
+-- if so, the (sort value, id) of the page's last row, where the next page starts.
+-- {sort_column}, {direction} and {after} come from the fixed table SORTS in taskd/db/tasks.py,
+-- one variant of this query per allowed sort, made at load time.
+WITH page AS (
+    SELECT {task_json} AS task, {sort_column} AS sort_value, id,
+           row_number() OVER (ORDER BY {sort_column} {direction}, id {direction}) AS position
+    FROM tasks
+    WHERE user_id = %(user_id)s
+      AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
+      AND (%(pattern)s::text IS NULL
+           OR title ILIKE %(pattern)s::text OR description ILIKE %(pattern)s::text)
+      AND (%(after_id)s::bigint IS NULL
+           OR ({sort_column}, id) {after} (%(after_value)s, %(after_id)s::bigint))
+    ORDER BY {sort_column} {direction}, id {direction}
+    LIMIT %(limit)s::bigint + 1
+)
+SELECT convert_to('[' || coalesce(
+           string_agg(task, ',' ORDER BY position) FILTER (WHERE position <= %(limit)s::bigint),
+           '') || ']', 'UTF8'),
+       count(*) > %(limit)s::bigint,
+       max(sort_value) FILTER (WHERE position = %(limit)s::bigint),
+       max(id) FILTER (WHERE position = %(limit)s::bigint)
+FROM page;
+
+-- name: task_changes
+-- One page of the change feed: tasks written and tasks deleted by transactions that the
+-- snapshot %(since)s did not see (commit order, whatever order their ids were taken in) and,
+-- while a run of pages lasts, that %(upto)s did see; in (transaction, id) order after the
+-- position (%(after_xid)s, %(after_id)s). Always one row or more: the first column is this
+-- statement's own snapshot, the next token's, joined to the page's rows (if any).
+WITH since AS (
+    SELECT %(since)s::pg_snapshot AS snapshot
+), changes AS (
+    SELECT changed_xid AS xid, id, {task_json} AS task, NULL AS deleted_at
+    FROM tasks, since
+    WHERE user_id = %(user_id)s
+      AND changed_xid >= pg_snapshot_xmin(since.snapshot)
+      AND NOT pg_visible_in_snapshot(changed_xid, since.snapshot)
+    UNION ALL
+    SELECT deleted_xid, id, NULL,
+           to_char(deleted_at AT TIME ZONE 'UTC', {utc_text})
+    FROM task_tombstones, since
+    WHERE user_id = %(user_id)s
+      AND %(with_deletions)s::boolean
+      AND deleted_xid >= pg_snapshot_xmin(since.snapshot)
+      AND NOT pg_visible_in_snapshot(deleted_xid, since.snapshot)
+), page AS (
+    SELECT * FROM changes
+    WHERE (%(upto)s::pg_snapshot IS NULL OR pg_visible_in_snapshot(xid, %(upto)s::pg_snapshot))
+      AND (xid, id) > (%(after_xid)s::xid8, %(after_id)s::bigint)
+    ORDER BY xid, id
+    LIMIT %(limit)s
+)
+SELECT pg_current_snapshot()::text, page.xid::text, page.id, page.task, page.deleted_at
+FROM (SELECT 1) AS statement LEFT JOIN page ON true
+ORDER BY page.xid, page.id;

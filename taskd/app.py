@@ -13,17 +13,21 @@ from taskd.auth import AuthMixin, TokenVerifier
 from taskd.config import Settings
 from taskd.handlers import docs, health, tasks
 from taskd.handlers.base import BaseHandler, NotFoundHandler
+from taskd.jwks import JwksCache
 from taskd.metrics import Metrics
 from taskd.readiness import Readiness
 
 Route = tuple[str, type[RequestHandler]]
 
 
-def make_verifier(settings: Settings) -> TokenVerifier:
-    if settings.secret is None:
-        raise ValueError("BETTER_AUTH_SECRET is required")
+def make_verifier(settings: Settings, jwks: JwksCache | None = None) -> TokenVerifier:
+    if jwks is None and settings.jwks_url is not None:
+        jwks = JwksCache(settings.jwks_url)
+    if settings.secret is None and jwks is None:
+        raise ValueError("BETTER_AUTH_SECRET or TASKD_JWKS_URL is required")
     return TokenVerifier(
         settings.secret,
+        jwks=jwks,
         leeway=settings.jwt_leeway,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
@@ -58,7 +62,11 @@ class RequestRecorder:
         self._metrics.observe_request(method, route, status, seconds)
 
 
-def make_app(settings: Settings, pool: AsyncConnectionPool) -> Application:
+def make_app(
+    settings: Settings, pool: AsyncConnectionPool, *, jwks: JwksCache | None = None
+) -> Application:
+    """The application. `jwks` replaces the cache of `settings.jwks_url` (tests give theirs a
+    clock they can move)."""
     if settings.database_url is None:
         raise ValueError("DATABASE_URL is required (taskd serve resolves the embedded one)")
     route_table: list[Route] = [*tasks.ROUTES, *health.ROUTES, *docs.ROUTES]
@@ -70,7 +78,7 @@ def make_app(settings: Settings, pool: AsyncConnectionPool) -> Application:
         log_function=RequestRecorder(route_table, metrics),
         taskd=settings,
         pool=pool,
-        token_verifier=make_verifier(settings),
+        token_verifier=make_verifier(settings, jwks),
         known_users=set(),
         metrics=metrics,
         readiness=Readiness(pool, settings.database_url),

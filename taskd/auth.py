@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import jwt
+from jwt import PyJWK
 from tornado.httputil import HTTPServerRequest
 
 from taskd.errors import ApiError
+from taskd.jwks import ASYMMETRIC_ALGORITHMS, JwksCache
 
 MAX_USER_ID = 2**63 - 1
 _DECIMAL = re.compile(r"[0-9]{1,19}")
 _POSITIVE_DECIMAL = re.compile(r"[1-9][0-9]{0,18}")
 HS256 = "HS256"
+# Verifying a token costs ~45 us of CPU, and a client sends the same one on every request, so
+# each worker remembers the HS256 tokens it verified lately, for a minute at most.
+VERIFIED_TOKENS_MAX = 4096
+RECHECK_SECONDS = 60.0
 
 
 def parse_id(text: str) -> int | None:
@@ -55,29 +62,59 @@ def _refusal(error: jwt.InvalidTokenError) -> str:
 
 
 class TokenVerifier:
-    """Verifies HS256 tokens signed with the shared Better Auth secret."""
+    """Verifies bearer tokens by their header's `alg`: HS256 with the shared Better Auth secret,
+    Better Auth's asymmetric algorithms with its JWKS. Each is accepted only when configured, and
+    every key verifies only the algorithms of its own type (never HMAC with a public key)."""
 
     def __init__(
         self,
-        secret: str,
+        secret: str | None,
         *,
+        jwks: JwksCache | None = None,
         leeway: int = 30,
         issuer: str | None = None,
         audience: str | None = None,
     ) -> None:
-        self._key = secret.encode()
+        self._secret = secret.encode() if secret is not None else None
+        self._jwks = jwks
         self._leeway = leeway
         self._issuer = issuer
         self._audience = audience
         self._options: Any = {"require": ["exp", "sub"], "verify_aud": audience is not None}
+        # Tokens verified lately: token -> (user id, time until which it may be trusted).
+        self._verified: dict[str, tuple[int, float]] = {}
 
-    def user_id(self, token: str) -> int:
-        """The user the token speaks for; Unauthorized when it is not a valid token."""
+    async def user_id(self, token: str) -> int:
+        """The user the token speaks for; Unauthorized when it is not a valid token, Unavailable
+        when its keys cannot be fetched. An HS256 token never waits for I/O."""
+        now = time.time()
+        verified = self._verified.get(token)
+        if verified is not None and now < verified[1]:
+            return verified[0]
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError as error:
+            raise Unauthorized(_refusal(error), token_sent=True) from None
+        # str(): a forged header's alg may be any JSON value, and only names are accepted.
+        algorithm = str(header.get("alg"))
+        key = await self._key(algorithm, header.get("kid"))
+        claims = self._verify(token, key, algorithm)
+        user_id = _subject(claims)
+        # Only tokens of the secret are remembered: a JWKS key can be withdrawn at any refresh.
+        if key is self._secret:
+            if len(self._verified) >= VERIFIED_TOKENS_MAX:
+                self._verified.clear()
+            # Trusted until it expires as PyJWT judges it (a verified exp is an integer).
+            expires = int(claims["exp"]) + self._leeway
+            self._verified[token] = (user_id, min(expires, now + RECHECK_SECONDS))
+        return user_id
+
+    def _verify(self, token: str, key: bytes | PyJWK, algorithm: str) -> dict[str, Any]:
         try:
             claims = jwt.decode(
                 token,
-                self._key,
-                algorithms=[HS256],
+                key,
+                algorithms=[algorithm],
                 leeway=self._leeway,
                 issuer=self._issuer,
                 audience=self._audience,
@@ -85,14 +122,29 @@ class TokenVerifier:
             )
         except jwt.InvalidTokenError as error:
             raise Unauthorized(_refusal(error), token_sent=True) from None
-        subject = claims["sub"]
-        valid = isinstance(subject, str) and _POSITIVE_DECIMAL.fullmatch(subject)
-        user_id = int(subject) if valid else 0
-        if not 0 < user_id <= MAX_USER_ID:
-            raise Unauthorized(
-                "The token's sub must be a positive 64-bit integer.", token_sent=True
-            )
-        return user_id
+        return claims
+
+    async def _key(self, algorithm: str, kid: str | None) -> bytes | PyJWK:
+        """The key for tokens of `algorithm`: the secret, or the JWKS key that `kid` names."""
+        if algorithm == HS256 and self._secret is not None:
+            return self._secret
+        if algorithm in ASYMMETRIC_ALGORITHMS and self._jwks is not None:
+            signing_key = await self._jwks.signing_key(kid)
+            if signing_key is None:
+                raise Unauthorized("The token's signing key is not known.", token_sent=True)
+            key = signing_key.by_algorithm.get(algorithm)
+            if key is not None:
+                return key
+        raise Unauthorized("The token's algorithm is not accepted.", token_sent=True)
+
+
+def _subject(claims: dict[str, Any]) -> int:
+    subject = claims["sub"]
+    valid = isinstance(subject, str) and _POSITIVE_DECIMAL.fullmatch(subject)
+    user_id = int(subject) if valid else 0
+    if not 0 < user_id <= MAX_USER_ID:
+        raise Unauthorized("The token's sub must be a positive 64-bit integer.", token_sent=True)
+    return user_id
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -139,10 +191,9 @@ class AuthMixin:
     def token_verifier(self) -> TokenVerifier:
         raise NotImplementedError
 
-    def authenticate(self) -> int:
-        user_id = self.token_verifier.user_id(
-            bearer_token(self.request.headers.get("Authorization"))
-        )
+    async def authenticate(self) -> int:
+        token = bearer_token(self.request.headers.get("Authorization"))
+        user_id = await self.token_verifier.user_id(token)
         if parse_id(self.path_args[0]) != user_id:
             raise ApiError(403, "The token does not grant access to this user's tasks.")
         self.current_user = user_id

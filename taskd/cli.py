@@ -111,8 +111,19 @@ def _secret(settings: Settings) -> str:
     raise ConfigError("BETTER_AUTH_SECRET: required when DATABASE_URL is set (at least 32 bytes)")
 
 
+def _with_token_keys(settings: Settings) -> Settings:
+    """Serving needs a way to verify tokens: the secret, the JWKS, or the embedded dev secret."""
+    if settings.secret is not None or settings.jwks_url is not None:
+        return settings
+    if settings.embedded:
+        return settings.replace(secret=embedded.dev_secret(settings.data_dir))
+    raise ConfigError(
+        "BETTER_AUTH_SECRET or TASKD_JWKS_URL: one is required when DATABASE_URL is set"
+    )
+
+
 def _serve(settings: Settings, apply_migrations: bool) -> int:
-    settings = settings.replace(secret=_secret(settings))
+    settings = _with_token_keys(settings)
     database_url = _database_url(settings)
     try:
         todo = migrate.pending(database_url)
@@ -131,7 +142,8 @@ def _serve(settings: Settings, apply_migrations: bool) -> int:
 
     def announce() -> None:
         logging.getLogger("taskd").info("listening on %s", base_url)
-        if settings.embedded:
+        # Only with a secret: the token printed is HS256, which a JWKS-only taskd refuses.
+        if settings.embedded and settings.secret is not None:
             _print_dev_instructions(settings, base_url)
 
     served = settings.replace(database_url=database_url)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class ConfigError(Exception):
@@ -71,6 +72,19 @@ def _secret(value: str) -> str | None:
         return None
     if len(value.encode()) < 32:
         raise ValueError("must be at least 32 bytes long")
+    return value
+
+
+def _http_url(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. an unclosed "[" of an IPv6 address
+        valid = False
+    if not valid:
+        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
     return value
 
 
@@ -200,6 +214,14 @@ OPTIONS: tuple[Option, ...] = (
         "required aud claim (unset: not checked)",
     ),
     Option(
+        "jwks_url",
+        "TASKD_JWKS_URL",
+        "--jwks-url",
+        "",
+        _http_url,
+        "Better Auth's JWKS (https://app.example.com/api/auth/jwks) for its asymmetric tokens",
+    ),
+    Option(
         "data_dir",
         "TASKD_DATA_DIR",
         "--data-dir",
@@ -227,6 +249,7 @@ class Settings:
     jwt_leeway: int
     jwt_issuer: str | None
     jwt_audience: str | None
+    jwks_url: str | None
     data_dir: str
 
     @property

@@ -49,7 +49,9 @@ def unprocessable(loc: list[str | int], msg: str, type_: str) -> ApiError:
 
 
 class Unavailable(ApiError):
-    """The database did not answer in time: 503 with Retry-After."""
+    """The database (or the JWKS) did not answer in time: 503 with Retry-After."""
 
-    def __init__(self, detail: str = "The database is unavailable; retry shortly.") -> None:
-        super().__init__(503, detail, headers={"Retry-After": "2"})
+    def __init__(
+        self, detail: str = "The database is unavailable; retry shortly.", *, retry_after: int = 2
+    ) -> None:
+        super().__init__(503, detail, headers={"Retry-After": str(retry_after)})

@@ -48,50 +48,56 @@ class ListQuery:
         return urlencode(params)
 
 
-def _invalid(name: str, msg: str, type_: str = "value_error") -> ApiError:
+def invalid_parameter(name: str, msg: str, type_: str = "value_error") -> ApiError:
     return unprocessable(["query", name], msg, type_)
+
+
+def query_text(arguments: Mapping[str, list[bytes]], name: str) -> str | None:
+    """The last value of query parameter `name`, decoded; 422 naming it when unusable."""
+    values = arguments.get(name)
+    if not values:
+        return None
+    try:
+        value = values[-1].decode()
+    except UnicodeDecodeError:
+        raise invalid_parameter(name, "must be valid UTF-8") from None
+    if "\x00" in value:
+        raise invalid_parameter(name, "must not contain the NUL character")
+    return value
+
+
+def parse_limit(arguments: Mapping[str, list[bytes]]) -> int:
+    limit_text = query_text(arguments, "limit")
+    if limit_text is None:
+        return LIMIT_MAX
+    if not limit_text.isascii() or not limit_text.isdigit() or len(limit_text) > 4:
+        raise invalid_parameter("limit", f"must be an integer from 1 to {LIMIT_MAX}", "int_parsing")
+    limit = int(limit_text)
+    if not 1 <= limit <= LIMIT_MAX:
+        raise invalid_parameter(
+            "limit", f"must be an integer from 1 to {LIMIT_MAX}", "less_than_equal"
+        )
+    return limit
 
 
 def parse_list_query(arguments: Mapping[str, list[bytes]]) -> ListQuery:
     """Validate the raw query arguments; each bad value is a 422 naming its parameter."""
-
-    def text(name: str) -> str | None:
-        values = arguments.get(name)
-        if not values:
-            return None
-        try:
-            value = values[-1].decode()
-        except UnicodeDecodeError:
-            raise _invalid(name, "must be valid UTF-8") from None
-        if "\x00" in value:
-            raise _invalid(name, "must not contain the NUL character")
-        return value
-
-    completed_text = text("completed")
+    completed_text = query_text(arguments, "completed")
     if completed_text not in (None, "true", "false"):
-        raise _invalid("completed", "must be true or false", "bool_parsing")
+        raise invalid_parameter("completed", "must be true or false", "bool_parsing")
     completed = None if completed_text is None else completed_text == "true"
 
-    q = text("q") or None
+    q = query_text(arguments, "q") or None
     if q is not None and len(q) > Q_MAX:
-        raise _invalid("q", f"must be at most {Q_MAX} characters", "string_too_long")
+        raise invalid_parameter("q", f"must be at most {Q_MAX} characters", "string_too_long")
 
-    sort = text("sort") or DEFAULT_SORT
+    sort = query_text(arguments, "sort") or DEFAULT_SORT
     if sort not in SORTS:
-        raise _invalid("sort", "must be one of " + ", ".join(SORTS), "enum")
+        raise invalid_parameter("sort", "must be one of " + ", ".join(SORTS), "enum")
 
-    limit_text = text("limit")
-    limit = LIMIT_MAX
-    if limit_text is not None:
-        if not limit_text.isascii() or not limit_text.isdigit() or len(limit_text) > 4:
-            raise _invalid("limit", f"must be an integer from 1 to {LIMIT_MAX}", "int_parsing")
-        limit = int(limit_text)
-        if not 1 <= limit <= LIMIT_MAX:
-            raise _invalid("limit", f"must be an integer from 1 to {LIMIT_MAX}", "less_than_equal")
-
-    cursor = text("cursor")
+    cursor = query_text(arguments, "cursor")
     after = decode_cursor(cursor, sort) if cursor else None
-    return ListQuery(completed, q, sort, limit, after)
+    return ListQuery(completed, q, sort, parse_limit(arguments), after)
 
 
 def encode_cursor(sort: str, after: tuple[SortValue, int]) -> str:
@@ -103,14 +109,16 @@ def encode_cursor(sort: str, after: tuple[SortValue, int]) -> str:
 
 def decode_cursor(cursor: str, sort: str) -> tuple[SortValue, int]:
     """The (sort value, id) a cursor carries; 422 if it is not one of ours for this sort."""
-    invalid = _invalid("cursor", "is not a cursor returned by this endpoint")
+    invalid = invalid_parameter("cursor", "is not a cursor returned by this endpoint")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         cursor_sort, value, task_id = orjson.loads(raw)
     except (binascii.Error, ValueError, TypeError):
         raise invalid from None
     if cursor_sort != sort:
-        raise _invalid("cursor", "belongs to another sort order; keep the same sort across pages")
+        raise invalid_parameter(
+            "cursor", "belongs to another sort order; keep the same sort across pages"
+        )
     if not isinstance(value, str) or not isinstance(task_id, int) or parse_id(str(task_id)) is None:
         raise invalid
     if "\x00" in value or len(value) > 500:

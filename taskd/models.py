@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any, TypeVar
 
 import orjson
@@ -71,6 +72,11 @@ class TaskCreate(_Body):
     title: Title = Field(description="1-500 characters after stripping surrounding whitespace")
     description: Description = Field(default="", max_length=DESCRIPTION_MAX)
 
+    def fingerprint(self) -> bytes:
+        """A digest of the validated body, so two bodies that ask for the same task (the title
+        spaced differently, the default description spelt out) count as the same request."""
+        return hashlib.sha256(self.model_dump_json().encode()).digest()
+
 
 class TaskUpdate(_Body):
     """A partial update: only the fields present change; at least one must be present."""
@@ -101,6 +107,12 @@ class TaskUpdate(_Body):
         return {name: getattr(self, name) for name in self.model_fields_set}
 
 
+class TaskCompletion(_Body):
+    """The body of PATCH .../complete: sets is_completed, where no body toggles it."""
+
+    is_completed: StrictBool
+
+
 _ID = Field(ge=1, le=MAX_USER_ID, json_schema_extra={"format": "int64"})
 _TIMESTAMP = Field(
     description="RFC 3339 UTC with microseconds: 2026-02-05T10:11:12.123456Z",
@@ -123,6 +135,26 @@ class Task(BaseModel):
         json_schema_extra={"format": "date-time", "pattern": TIMESTAMP_PATTERN},
     )
     user_id: int = _ID
+
+
+class DeletedTask(BaseModel):
+    """A deletion in the change feed (documentation only, like Task)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: int = _ID
+    deleted_at: str = _TIMESTAMP
+
+
+class TaskChanges(BaseModel):
+    """A page of the change feed (documentation only: taskd.changes renders it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: list[Task] = Field(description="Tasks created or changed: their current state")
+    deleted: list[DeletedTask]
+    next: str = Field(description="The token to send as `since` on the next poll")
+    has_more: bool = Field(description="True: poll again at once with `next`")
 
 
 def parse_body(model: type[ModelT], body: bytes) -> ModelT:

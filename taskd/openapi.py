@@ -1,11 +1,12 @@
 """The OpenAPI document, built at start-up from the route table and the pydantic models.
 
 Paths are the route templates (taskd.routes), methods each handler's SUPPORTED_METHODS, bodies
-and the Task shape the models' JSON Schemas, and the error responses follow from what a handler
-class does: an authenticated one answers 401, 403 and 503; a method with a body 413 and 415; a
-body or query parameters 422; a path naming a task 404. Only what no code says (summaries, the
-success response) is written here, in OPERATIONS, and a route missing there (or an entry no route
-has) stops make_app: the document cannot fall behind the routes.
+and responses the models' JSON Schemas, and the common error responses follow from what a
+handler class does: an authenticated one answers 401, 403 and 503; a method with a body 413 and
+415; a body or query parameters 422; a path naming a task 404. What no class says (summaries,
+the success response, conditional-request headers and their 304/410/412) is written here, in
+OPERATIONS, and a route missing there (or an entry no route has) stops make_app: the document
+cannot fall behind the routes.
 
 It is OpenAPI 3.1 written within what 3.0 also reads (no `const`, no type lists, no `examples`),
 so that the Swagger UI of /docs can render it too.
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
 from pydantic_core import core_schema
 from tornado.web import RequestHandler
 
@@ -27,13 +28,24 @@ from taskd.auth import MAX_USER_ID, AuthMixin
 from taskd.db.tasks import DEFAULT_SORT, SORTS
 from taskd.handlers.base import JSON_TYPE, MAX_BODY_BYTES, PROBLEM_TYPE, ApiHandler
 from taskd.handlers.docs import ASSETS
+from taskd.headers import IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_MAX
 from taskd.listing import LIMIT_MAX, Q_MAX
 from taskd.logs import REQUEST_ID_HEADER
-from taskd.models import NO_NUL_PATTERN, Task, TaskCreate, TaskUpdate
+from taskd.models import (
+    NO_NUL_PATTERN,
+    DeletedTask,
+    Task,
+    TaskChanges,
+    TaskCompletion,
+    TaskCreate,
+    TaskUpdate,
+)
 
 VERSION = "3.1.0"
 SCHEMAS = "#/components/schemas/"
 RESPONSES = "#/components/responses/"
+PARAMETERS = "#/components/parameters/"
+MODELS = (Task, TaskCreate, TaskUpdate, TaskCompletion, TaskChanges, DeletedTask)
 # Methods every handler answers that are no operation of the API.
 NOT_OPERATIONS = {"OPTIONS", "HEAD"}
 ID_SCHEMA = {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_USER_ID}
@@ -49,12 +61,16 @@ class Operation:
     content: Mapping[str, Any] = field(default_factory=dict)
     headers: Mapping[str, Any] = field(default_factory=dict)
     body: type[BaseModel] | None = None
-    query: Sequence[Mapping[str, Any]] = ()
+    body_required: bool = True
+    parameters: Sequence[Mapping[str, Any]] = ()
     links: Mapping[str, Any] = field(default_factory=dict)
-    unavailable: bool = False  # may answer 503 without being an authenticated route
+    # Answers beyond the success and what the handler's class implies.
+    responses: Mapping[int, Any] = field(default_factory=dict)
+    errors: Sequence[int] = ()
 
 
-def _json(schema: Mapping[str, Any]) -> dict[str, Any]:
+def _json(model: type[BaseModel] | Mapping[str, Any]) -> dict[str, Any]:
+    schema = {"$ref": SCHEMAS + model.__name__} if isinstance(model, type) else model
     return {JSON_TYPE: {"schema": schema}}
 
 
@@ -62,8 +78,18 @@ def _text(*media_types: str) -> dict[str, Any]:
     return {media_type: {"schema": {"type": "string"}} for media_type in media_types}
 
 
-TASK = _json({"$ref": SCHEMAS + "Task"})
+def _parameter(name: str) -> dict[str, str]:
+    return {"$ref": PARAMETERS + name}
+
+
 STATUS = {"type": "object", "required": ["status"], "additionalProperties": False}
+ETAG = {"ETag": {"$ref": "#/components/headers/ETag"}}
+LIMIT = {
+    "name": "limit",
+    "in": "query",
+    "description": "Tasks per page.",
+    "schema": {"type": "integer", "minimum": 1, "maximum": LIMIT_MAX, "default": LIMIT_MAX},
+}
 LIST_PARAMETERS = (
     {
         "name": "completed",
@@ -84,12 +110,7 @@ LIST_PARAMETERS = (
         "description": "The order; ties are broken by id.",
         "schema": {"type": "string", "enum": list(SORTS), "default": DEFAULT_SORT},
     },
-    {
-        "name": "limit",
-        "in": "query",
-        "description": "Tasks per page.",
-        "schema": {"type": "integer", "minimum": 1, "maximum": LIMIT_MAX, "default": LIMIT_MAX},
-    },
+    LIMIT,
     {
         "name": "cursor",
         "in": "query",
@@ -108,8 +129,12 @@ CREATED_LINKS = {
         ("GetTask", "getTask"),
         ("UpdateTask", "updateTask"),
         ("DeleteTask", "deleteTask"),
-        ("ToggleTaskCompletion", "toggleTaskCompletion"),
+        ("CompleteTask", "completeTask"),
     )
+}
+NOT_MODIFIED = {
+    "description": "If-None-Match names the current version: no body.",
+    "headers": {**ETAG},
 }
 TASKS = "/api/{user_id}/tasks"
 TASK_PATH = TASKS + "/{id}"
@@ -121,7 +146,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "tasks",
         200,
         "One page of tasks.",
-        content=_json({"type": "array", "items": {"$ref": SCHEMAS + "Task"}}),
+        _json({"type": "array", "items": {"$ref": SCHEMAS + "Task"}}),
         headers={
             "Link": {
                 "description": "Present when more tasks follow: "
@@ -129,45 +154,89 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                 "schema": {"type": "string"},
             }
         },
-        query=LIST_PARAMETERS,
+        parameters=LIST_PARAMETERS,
     ),
     ("POST", TASKS): Operation(
         "createTask",
-        "Create a task",
+        "Create a task (once per Idempotency-Key)",
         "tasks",
         201,
-        "The task, created.",
-        content=TASK,
+        "The task, created (or, for a retried Idempotency-Key, as it was created).",
+        _json(Task),
         headers={
             "Location": {
                 "description": "The new task's URL, `/api/{user_id}/tasks/{id}`.",
                 "required": True,
                 "schema": {"type": "string"},
-            }
+            },
+            **ETAG,
         },
         body=TaskCreate,
+        parameters=[_parameter("IdempotencyKey")],
         links=CREATED_LINKS,
     ),
-    ("GET", TASK_PATH): Operation("getTask", "Get a task", "tasks", 200, "The task.", TASK),
+    ("GET", TASKS + "/changes"): Operation(
+        "listTaskChanges",
+        "What changed since a token: tasks written and deleted",
+        "tasks",
+        200,
+        "The changes, and the token to poll with next.",
+        _json(TaskChanges),
+        parameters=[
+            {
+                "name": "since",
+                "in": "query",
+                "description": "The `next` of the previous poll; absent: from the beginning.",
+                "schema": {"type": "string"},
+            },
+            LIMIT,
+        ],
+        errors=[410],
+    ),
+    ("GET", TASK_PATH): Operation(
+        "getTask",
+        "Get a task",
+        "tasks",
+        200,
+        "The task.",
+        _json(Task),
+        headers=ETAG,
+        parameters=[_parameter("IfNoneMatch")],
+        responses={304: NOT_MODIFIED},
+    ),
     ("PUT", TASK_PATH): Operation(
         "updateTask",
         "Change some of a task's fields",
         "tasks",
         200,
         "The task, changed.",
-        TASK,
+        _json(Task),
+        headers=ETAG,
         body=TaskUpdate,
+        parameters=[_parameter("IfMatch")],
+        errors=[412],
     ),
     ("DELETE", TASK_PATH): Operation(
-        "deleteTask", "Delete a task", "tasks", 204, "Deleted; no body."
+        "deleteTask",
+        "Delete a task",
+        "tasks",
+        204,
+        "Deleted; no body.",
+        parameters=[_parameter("IfMatch")],
+        errors=[412],
     ),
     ("PATCH", TASK_PATH + "/complete"): Operation(
-        "toggleTaskCompletion",
-        "Toggle a task's is_completed (takes no body)",
+        "completeTask",
+        "Toggle is_completed; or, with a body, set it (a retry cannot flip twice)",
         "tasks",
         200,
-        "The task, toggled.",
-        TASK,
+        "The task, completed or reopened.",
+        _json(Task),
+        headers=ETAG,
+        body=TaskCompletion,
+        body_required=False,
+        parameters=[_parameter("IfMatch")],
+        errors=[412],
     ),
     ("GET", "/healthz"): Operation(
         "checkHealth",
@@ -184,7 +253,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         200,
         "Ready to serve.",
         _json({**STATUS, "properties": {"status": {"type": "string", "enum": ["ready"]}}}),
-        unavailable=True,
+        errors=[503],
     ),
     ("GET", "/metrics"): Operation(
         "getMetrics",
@@ -203,12 +272,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         _json({"type": "object"}),
     ),
     ("GET", "/docs"): Operation(
-        "getDocs",
-        "This document, rendered",
-        "documentation",
-        200,
-        "Swagger UI.",
-        _text("text/html"),
+        "getDocs", "This document, rendered", "documentation", 200, "Swagger UI", _text("text/html")
     ),
     ("GET", "/docs/{asset}"): Operation(
         "getDocsAsset",
@@ -239,6 +303,30 @@ PATH_PARAMETERS = {
         "schema": {"type": "string", "enum": list(ASSETS)},
     },
 }
+HEADER_PARAMETERS = {
+    "IfMatch": {
+        "name": "If-Match",
+        "in": "header",
+        "description": "Write only if the task's current version is one of these ETags "
+        "(strong comparison; `*`: any version). Otherwise 412, and nothing changes.",
+        "schema": {"type": "string"},
+    },
+    "IfNoneMatch": {
+        "name": "If-None-Match",
+        "in": "header",
+        "description": "304 without a body if the task's current version is one of these ETags "
+        "(weak comparison; `*`: any version).",
+        "schema": {"type": "string"},
+    },
+    "IdempotencyKey": {
+        "name": IDEMPOTENCY_KEY,
+        "in": "header",
+        "description": "A retry with the same key and body, within 24 hours, gets the first "
+        "answer again instead of creating a second task; the same key with another body is a "
+        "422.",
+        "schema": {"type": "string", "pattern": f"^[\\x21-\\x7e]{{1,{IDEMPOTENCY_KEY_MAX}}}$"},
+    },
+}
 
 # The problem responses, by status: (component name, what it means, its schema).
 ERRORS = {
@@ -249,16 +337,23 @@ ERRORS = {
     ),
     403: ("Forbidden", "The URL's user is not the token's user.", "Problem"),
     404: ("NotFound", "No such task for this user.", "Problem"),
+    410: (
+        "Gone",
+        "The change-feed token is older than the 30 days deletions are kept: "
+        "start again without `since`.",
+        "Problem",
+    ),
+    412: ("PreconditionFailed", "If-Match names no current version of the task.", "Problem"),
     413: ("PayloadTooLarge", f"The body is over {MAX_BODY_BYTES} bytes.", "Problem"),
     415: ("UnsupportedMediaType", "The body is not application/json.", "Problem"),
     422: (
         "UnprocessableEntity",
-        "A bad body or query parameter; `errors` says which.",
+        "A bad body, query parameter or header; `errors` says which.",
         "ValidationProblem",
     ),
     503: (
         "ServiceUnavailable",
-        "The database did not answer in time (or, for /readyz, is not ready).",
+        "The database or the JWKS did not answer in time (for /readyz: not ready).",
         "Problem",
     ),
 }
@@ -295,8 +390,14 @@ class _BodySchema(GenerateJsonSchema):
         return json_schema
 
 
-def _model_schema(model: type[BaseModel]) -> dict[str, Any]:
-    return model.model_json_schema(ref_template=SCHEMAS + "{model}", schema_generator=_BodySchema)
+def _model_schemas() -> dict[str, Any]:
+    _, top = models_json_schema(
+        [(model, "validation") for model in MODELS],
+        ref_template=SCHEMAS + "{model}",
+        schema_generator=_BodySchema,
+    )
+    schemas: dict[str, Any] = top["$defs"]
+    return schemas
 
 
 def _headers(**headers: Any) -> dict[str, Any]:
@@ -357,18 +458,21 @@ def _components() -> dict[str, Any]:
         for status, (name, description, schema) in ERRORS.items()
     }
     return {
-        "schemas": {
-            **{model.__name__: _model_schema(model) for model in (Task, TaskCreate, TaskUpdate)},
-            **_problem_schemas(),
-        },
+        "schemas": {**_model_schemas(), **_problem_schemas()},
         "responses": responses,
+        "parameters": HEADER_PARAMETERS,
         "headers": {
             "RequestId": {
                 "description": f"The request's id in the access log: the `{REQUEST_ID_HEADER}` "
                 "the client sent (1-128 of `A-Za-z0-9._:-`), else a new one.",
                 "required": True,
                 "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
-            }
+            },
+            "ETag": {
+                "description": "The task's version (strong), for If-Match and If-None-Match.",
+                "required": True,
+                "schema": {"type": "string", "pattern": '^"[\\x21\\x23-\\x7e]*"$'},
+            },
         },
         "securitySchemes": {
             "bearerAuth": {
@@ -386,18 +490,16 @@ def _error_statuses(
 ) -> list[int]:
     """What the handler's class, the method and the path make this operation answer."""
     authenticated = issubclass(handler, AuthMixin)
-    statuses = []
+    statuses = set(operation.errors)
     if authenticated:
-        statuses += [401, 403]
+        statuses |= {401, 403, 503}
     if "{id}" in path:
-        statuses.append(404)
+        statuses.add(404)
     if issubclass(handler, ApiHandler) and method in ApiHandler.BODY_METHODS:
-        statuses += [413, 415]
-    if operation.body is not None or operation.query:
-        statuses.append(422)
-    if authenticated or operation.unavailable:
-        statuses.append(503)
-    return statuses
+        statuses |= {413, 415}
+    if operation.body is not None or any(p.get("in") == "query" for p in operation.parameters):
+        statuses.add(422)
+    return sorted(statuses)
 
 
 def _operation(
@@ -412,6 +514,8 @@ def _operation(
     if operation.links:
         success["links"] = operation.links
     responses: dict[str, Any] = {str(operation.status): success}
+    for status, response in operation.responses.items():
+        responses[str(status)] = {**response, "headers": _headers(**response["headers"])}
     for status in _error_statuses(operation, handler, method, path):
         responses[str(status)] = {"$ref": RESPONSES + ERRORS[status][0]}
     parameters = [
@@ -423,12 +527,14 @@ def _operation(
         "summary": operation.summary,
         "tags": [operation.tag],
         "security": [{"bearerAuth": []}] if issubclass(handler, AuthMixin) else [],
-        "parameters": [*parameters, *operation.query],
-        "responses": responses,
+        "parameters": [*parameters, *operation.parameters],
+        "responses": dict(sorted(responses.items())),
     }
     if operation.body is not None:
-        schema = {"$ref": SCHEMAS + operation.body.__name__}
-        described["requestBody"] = {"required": True, "content": _json(schema)}
+        described["requestBody"] = {
+            "required": operation.body_required,
+            "content": _json(operation.body),
+        }
     return described
 
 

@@ -138,6 +138,28 @@ async def test_update_with_a_bad_body_is_422_and_changes_nothing(api, user_id, p
 
 
 @pytest.mark.parametrize(
+    ("payload", "loc"),
+    [
+        # Whatever is wrong with the body as a whole is wrong here too; an empty one toggles.
+        *(bad for bad in BAD_BODIES if bad.values[1] == ["body"] and bad.id != "empty"),
+        case(as_json({}), ["body", "is_completed"], "empty-object"),
+        case(as_json({"is_completed": True, "title": "x"}), ["body", "title"], "title-too"),
+        case(as_json({"done": True}), ["body", "is_completed"], "other-field"),
+        case(as_json({"is_completed": "true"}), ["body", "is_completed"], "completed-text"),
+        case(as_json({"is_completed": 1}), ["body", "is_completed"], "completed-1"),
+        case(as_json({"is_completed": 0}), ["body", "is_completed"], "completed-0"),
+        case(as_json({"is_completed": None}), ["body", "is_completed"], "completed-null"),
+        case(as_json({"is_completed": [True]}), ["body", "is_completed"], "completed-array"),
+    ],
+)
+async def test_complete_with_a_bad_body_is_422_and_changes_nothing(api, user_id, payload, loc):
+    task = await api.create(user_id, "unchanged")
+    path = f"/api/{user_id}/tasks/{task['id']}"
+    unprocessable(await send(api, "PATCH", path + "/complete", user_id, payload), loc)
+    assert body(await api.request("GET", path, user=user_id)) == task
+
+
+@pytest.mark.parametrize(
     ("query", "name"),
     [
         ("q=%00", "q"),

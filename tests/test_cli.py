@@ -22,6 +22,7 @@ import jwt
 import psycopg
 import pytest
 from conftest import SECRET, make_token
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from live import (
     COMMAND_TIMEOUT,
     STOP_TIMEOUT,
@@ -249,6 +250,35 @@ def test_serve_bad_flag_value_names_the_setting(
     result = taskd(*args, env=external_env, cwd=workdir, timeout=20)
     assert result.returncode == 2, result.stderr
     assert_one_line_error(result, "TASKD_WORKERS")
+
+
+def test_serve_without_a_secret_or_a_jwks_url_on_an_external_database(
+    environ: dict[str, str], database_url: str, workdir: Path
+) -> None:
+    env = {**environ, "DATABASE_URL": database_url, "API_PORT": "0"}
+    result = taskd("serve", env=env, cwd=workdir, timeout=20)
+    assert result.returncode == 2, result.stderr
+    assert_one_line_error(result, "BETTER_AUTH_SECRET", "TASKD_JWKS_URL")
+    assert result.stdout == ""
+
+
+def test_serve_with_only_a_jwks_url_refuses_hs256_and_is_503_while_the_jwks_is_down(
+    environ: dict[str, str], database_url: str, spawn: Any
+) -> None:
+    jwks_url = f"http://127.0.0.1:{free_port()}/api/auth/jwks"  # nothing listens there
+    env = {**environ, "DATABASE_URL": database_url, "TASKD_JWKS_URL": jwks_url}
+    server = spawn("serve", "--port", "0", env=env)
+    base_url = server.base_url()
+
+    status, _, _ = request("GET", f"{base_url}/api/3/tasks", token=make_token(3))
+    assert status == 401
+
+    claims = {"sub": "3", "exp": int(time.time()) + 900}
+    eddsa = jwt.encode(claims, Ed25519PrivateKey.generate(), "EdDSA", headers={"kid": "k1"})
+    status, headers, _ = request("GET", f"{base_url}/api/3/tasks", token=eddsa)
+    assert status == 503
+    assert headers["Retry-After"] == "2"
+    assert server.terminate() == 0, server.output()
 
 
 # --- taskd token ---------------------------------------------------------------------------

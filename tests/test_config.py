@@ -191,7 +191,7 @@ async def test_a_request_from_an_allowed_origin_carries_the_allow_origin(api, us
     assert "origin" in header_items(response.headers["Vary"])
 
 
-async def test_a_created_tasks_location_is_readable_from_an_allowed_origin(api, user_id):
+async def test_a_created_tasks_location_and_etag_are_readable_from_an_allowed_origin(api, user_id):
     response = await api.request(
         "POST",
         f"/api/{user_id}/tasks",
@@ -201,7 +201,20 @@ async def test_a_created_tasks_location_is_readable_from_an_allowed_origin(api, 
     )
     assert response.code == 201
     assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
-    assert "location" in header_items(response.headers["Access-Control-Expose-Headers"])
+    assert response.headers["ETag"]
+    exposed = header_items(response.headers["Access-Control-Expose-Headers"])
+    assert {"location", "etag"} <= exposed
+
+
+async def test_a_preflight_allows_the_conditional_and_idempotency_headers(api):
+    wanted = {"if-match", "if-none-match", "idempotency-key"}
+    headers = {
+        **preflight(ORIGIN, "PUT"),
+        "Access-Control-Request-Headers": ", ".join(["authorization", "content-type", *wanted]),
+    }
+    response = await api.request("OPTIONS", "/api/1/tasks/5", headers=headers)
+    assert response.code == 204, response.body
+    assert wanted <= header_items(response.headers["Access-Control-Allow-Headers"])
 
 
 async def test_an_error_for_an_allowed_origin_is_readable_by_the_browser(api, user_id):

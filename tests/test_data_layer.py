@@ -4,6 +4,7 @@ queries, the query loader's rules, and the migrations against a real PostgreSQL.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -13,10 +14,17 @@ import pytest
 from conftest import new_user_id
 
 from taskd import migrate
-from taskd.db import tasks, users
+from taskd.db import idempotency, tasks, users
 from taskd.db.queries import QueryLoadError, load_queries, parse_queries
 
-MIGRATIONS = ["0001.create-users", "0002.create-tasks"]
+# Every migration the package ships, in the order they apply.
+MIGRATIONS = sorted(
+    path.name.removesuffix(".sql")
+    for path in migrate.MIGRATIONS_DIR.glob("*.sql")
+    if not path.name.endswith(".rollback.sql")
+)
+# RFC 9110 §8.8.3: a strong entity-tag is a quoted string of visible characters other than DQUOTE.
+STRONG_ETAG = re.compile(r'"[\x21\x23-\x7e]+"')
 
 
 async def connect(database_url: str) -> psycopg.AsyncConnection[Any]:
@@ -33,12 +41,12 @@ async def user_rows(conn: psycopg.AsyncConnection[Any], user: int) -> list[tuple
 
 async def test_create_task_provisions_its_user_and_returns_the_task(database_url, user_id):
     async with await connect(database_url) as conn:
-        task_id, task_json = await tasks.create_task(
+        created = await tasks.create_task(
             conn, user_id=user_id, title="write tests", description="all of them"
         )
-        task = orjson.loads(task_json)
+        task = orjson.loads(created.json)
         assert task == {
-            "id": task_id,
+            "id": created.id,
             "title": "write tests",
             "description": "all of them",
             "is_completed": False,
@@ -46,88 +54,160 @@ async def test_create_task_provisions_its_user_and_returns_the_task(database_url
             "updated_at": task["created_at"],
             "user_id": user_id,
         }
+        assert STRONG_ETAG.fullmatch(created.etag), created.etag
         assert await user_rows(conn, user_id) == [(user_id,)]
 
 
 async def test_get_task_sees_only_its_users_task(database_url, user_id):
     other = new_user_id()
     async with await connect(database_url) as conn:
-        task_id, task_json = await tasks.create_task(
-            conn, user_id=user_id, title="mine", description=""
-        )
-        assert await tasks.get_task(conn, user_id=user_id, task_id=task_id) == task_json
-        assert await tasks.get_task(conn, user_id=other, task_id=task_id) is None
-        assert await tasks.get_task(conn, user_id=user_id, task_id=task_id + 10**12) is None
+        created = await tasks.create_task(conn, user_id=user_id, title="mine", description="")
+        assert await tasks.get_task(conn, user_id=user_id, task_id=created.id) == created
+        assert await tasks.get_task(conn, user_id=other, task_id=created.id) is None
+        assert await tasks.get_task(conn, user_id=user_id, task_id=created.id + 10**12) is None
 
 
 async def test_task_exists_only_for_its_user(database_url, user_id):
     async with await connect(database_url) as conn:
-        task_id, _ = await tasks.create_task(conn, user_id=user_id, title="mine", description="")
-        assert await tasks.task_exists(conn, user_id=user_id, task_id=task_id) is True
-        assert await tasks.task_exists(conn, user_id=new_user_id(), task_id=task_id) is False
+        created = await tasks.create_task(conn, user_id=user_id, title="mine", description="")
+        assert await tasks.task_exists(conn, user_id=user_id, task_id=created.id) is True
+        assert await tasks.task_exists(conn, user_id=new_user_id(), task_id=created.id) is False
 
 
 async def test_update_task_changes_the_given_fields_of_its_users_task_only(database_url, user_id):
     async with await connect(database_url) as conn:
-        task_id, created_json = await tasks.create_task(
-            conn, user_id=user_id, title="before", description="kept"
-        )
-        created = orjson.loads(created_json)
+        created = await tasks.create_task(conn, user_id=user_id, title="before", description="kept")
+        task_id = created.id
 
         assert (
             await tasks.update_task(conn, user_id=new_user_id(), task_id=task_id, title="stolen")
             is None
         )
-        assert await tasks.get_task(conn, user_id=user_id, task_id=task_id) == created_json
+        assert await tasks.get_task(conn, user_id=user_id, task_id=task_id) == created
 
-        updated_json = await tasks.update_task(
+        updated = await tasks.update_task(
             conn, user_id=user_id, task_id=task_id, title="after", is_completed=True
         )
-        assert updated_json is not None
-        updated = orjson.loads(updated_json)
-        assert updated == {
-            **created,
+        assert updated is not None
+        before, after = orjson.loads(created.json), orjson.loads(updated.json)
+        assert after == {
+            **before,
             "title": "after",
             "is_completed": True,
-            "updated_at": updated["updated_at"],
+            "updated_at": after["updated_at"],
         }
-        assert updated["updated_at"] > created["updated_at"]
+        assert after["updated_at"] > before["updated_at"]
+        assert updated.etag != created.etag
+        assert await tasks.get_task(conn, user_id=user_id, task_id=task_id) == updated
 
 
 async def test_toggle_task_flips_its_users_task_only(database_url, user_id):
     async with await connect(database_url) as conn:
-        task_id, created_json = await tasks.create_task(
-            conn, user_id=user_id, title="toggle", description=""
-        )
-        assert await tasks.toggle_task(conn, user_id=new_user_id(), task_id=task_id) is None
-        assert await tasks.get_task(conn, user_id=user_id, task_id=task_id) == created_json
+        created = await tasks.create_task(conn, user_id=user_id, title="toggle", description="")
+        assert await tasks.toggle_task(conn, user_id=new_user_id(), task_id=created.id) is None
+        assert await tasks.get_task(conn, user_id=user_id, task_id=created.id) == created
 
-        toggled = await tasks.toggle_task(conn, user_id=user_id, task_id=task_id)
+        toggled = await tasks.toggle_task(conn, user_id=user_id, task_id=created.id)
         assert toggled is not None
-        assert orjson.loads(toggled)["is_completed"] is True
-        toggled = await tasks.toggle_task(conn, user_id=user_id, task_id=task_id)
+        assert orjson.loads(toggled.json)["is_completed"] is True
+        toggled = await tasks.toggle_task(conn, user_id=user_id, task_id=created.id)
         assert toggled is not None
-        assert orjson.loads(toggled)["is_completed"] is False
+        assert orjson.loads(toggled.json)["is_completed"] is False
 
 
 async def test_delete_task_deletes_its_users_task_only(database_url, user_id):
     async with await connect(database_url) as conn:
-        task_id, task_json = await tasks.create_task(
-            conn, user_id=user_id, title="doomed", description=""
-        )
-        assert await tasks.delete_task(conn, user_id=new_user_id(), task_id=task_id) is False
-        assert await tasks.get_task(conn, user_id=user_id, task_id=task_id) == task_json
+        created = await tasks.create_task(conn, user_id=user_id, title="doomed", description="")
+        assert await tasks.delete_task(conn, user_id=new_user_id(), task_id=created.id) is False
+        assert await tasks.get_task(conn, user_id=user_id, task_id=created.id) == created
 
-        assert await tasks.delete_task(conn, user_id=user_id, task_id=task_id) is True
-        assert await tasks.get_task(conn, user_id=user_id, task_id=task_id) is None
-        assert await tasks.delete_task(conn, user_id=user_id, task_id=task_id) is False
+        assert await tasks.delete_task(conn, user_id=user_id, task_id=created.id) is True
+        assert await tasks.get_task(conn, user_id=user_id, task_id=created.id) is None
+        assert await tasks.delete_task(conn, user_id=user_id, task_id=created.id) is False
+
+
+async def test_every_change_gives_the_task_a_new_etag(database_url, user_id):
+    async with await connect(database_url) as conn:
+        created = await tasks.create_task(conn, user_id=user_id, title="t", description="")
+        versions = [created]
+        for _ in range(3):
+            changed = await tasks.update_task(
+                conn, user_id=user_id, task_id=created.id, title="t", is_completed=False
+            )
+            assert changed is not None
+            versions.append(changed)
+        toggled = await tasks.toggle_task(conn, user_id=user_id, task_id=created.id)
+        assert toggled is not None
+        versions.append(toggled)
+        assert len({version.etag for version in versions}) == len(versions)
+        other = await tasks.create_task(conn, user_id=user_id, title="t", description="")
+        assert other.etag not in {version.etag for version in versions}
+
+
+async def test_writes_happen_only_when_the_etag_is_one_if_match_names(database_url, user_id):
+    async with await connect(database_url) as conn:
+        created = await tasks.create_task(conn, user_id=user_id, title="t", description="")
+        task_id = created.id
+        stale = ['"not-a-version"', 'W/"also-not"']
+
+        assert (
+            await tasks.update_task(
+                conn, user_id=user_id, task_id=task_id, if_match=stale, title="x"
+            )
+            is None
+        )
+        assert await tasks.toggle_task(conn, user_id=user_id, task_id=task_id, if_match=[]) is None
+        assert (
+            await tasks.delete_task(conn, user_id=user_id, task_id=task_id, if_match=stale) is False
+        )
+        assert await tasks.get_task(conn, user_id=user_id, task_id=task_id) == created
+
+        updated = await tasks.update_task(
+            conn, user_id=user_id, task_id=task_id, if_match=[*stale, created.etag], title="x"
+        )
+        assert updated is not None
+        toggled = await tasks.toggle_task(
+            conn, user_id=user_id, task_id=task_id, if_match=[created.etag]
+        )
+        assert toggled is None
+        toggled = await tasks.toggle_task(
+            conn, user_id=user_id, task_id=task_id, if_match=[updated.etag]
+        )
+        assert toggled is not None
+        assert (
+            await tasks.delete_task(conn, user_id=user_id, task_id=task_id, if_match=[updated.etag])
+            is False
+        )
+        assert (
+            await tasks.delete_task(conn, user_id=user_id, task_id=task_id, if_match=[toggled.etag])
+            is True
+        )
+
+
+async def test_if_match_of_another_users_task_matches_nothing(database_url, user_id):
+    async with await connect(database_url) as conn:
+        theirs = await tasks.create_task(conn, user_id=user_id, title="t", description="")
+        intruder = new_user_id()
+        assert (
+            await tasks.update_task(
+                conn, user_id=intruder, task_id=theirs.id, if_match=[theirs.etag], title="x"
+            )
+            is None
+        )
+        assert (
+            await tasks.delete_task(
+                conn, user_id=intruder, task_id=theirs.id, if_match=[theirs.etag]
+            )
+            is False
+        )
+        assert await tasks.get_task(conn, user_id=user_id, task_id=theirs.id) == theirs
 
 
 async def test_list_tasks_returns_its_users_tasks_only(database_url, user_id):
     other = new_user_id()
     async with await connect(database_url) as conn:
         mine = [
-            (await tasks.create_task(conn, user_id=user_id, title=f"mine {n}", description=""))[0]
+            (await tasks.create_task(conn, user_id=user_id, title=f"mine {n}", description="")).id
             for n in range(3)
         ]
         for n in range(2):
@@ -161,10 +241,29 @@ async def test_provision_user_is_idempotent(database_url, user_id):
         assert await user_rows(conn, user_id) == [(user_id,)]
 
 
+async def test_create_task_once_creates_one_task_per_key_and_user(database_url, user_id):
+    async with await connect(database_url) as conn:
+
+        async def create(user: int, fingerprint: bytes) -> tasks.RenderedTask | None:
+            return await idempotency.create_task_once(
+                conn, user_id=user, key="k", fingerprint=fingerprint, title="t", description=""
+            )
+
+        first = await create(user_id, b"body")
+        assert first is not None
+        assert await user_rows(conn, user_id) == [(user_id,)]
+        assert await create(user_id, b"body") == first
+        assert await create(user_id, b"another body") is None
+        theirs = await create(new_user_id(), b"body")
+        assert theirs is not None and theirs.id != first.id
+        page = await tasks.list_tasks(conn, user_id=user_id, limit=10)
+        assert orjson.loads(page.json) == [orjson.loads(first.json)]
+
+
 def _public_data_functions() -> list[Callable[..., Any]]:
     return [
         function
-        for module in (tasks, users)
+        for module in (tasks, users, idempotency)
         for name, function in vars(module).items()
         if not name.startswith("_")
         and inspect.iscoroutinefunction(function)
@@ -183,6 +282,7 @@ def test_every_data_function_takes_user_id_as_a_required_keyword():
         "task_exists",
         "list_tasks",
         "provision_user",
+        "create_task_once",
     }
     for function in functions:
         parameter = inspect.signature(function).parameters.get("user_id")
@@ -202,6 +302,9 @@ def test_every_data_function_takes_user_id_as_a_required_keyword():
         lambda conn: tasks.task_exists(conn, task_id=1),
         lambda conn: tasks.list_tasks(conn, limit=10),
         lambda conn: users.provision_user(conn),
+        lambda conn: idempotency.create_task_once(
+            conn, key="k", fingerprint=b"", title="t", description=""
+        ),
         lambda conn: tasks.get_task(conn, 1, task_id=1),
         lambda conn: users.provision_user(conn, 1),
     ],
@@ -214,6 +317,7 @@ def test_every_data_function_takes_user_id_as_a_required_keyword():
         "task_exists",
         "list_tasks",
         "provision_user",
+        "create_task_once",
         "get_task positional",
         "provision_user positional",
     ],
@@ -280,6 +384,24 @@ SELECT count(*) FROM tasks WHERE {mine};
     assert parse_queries(text)["count_tasks"].params == {"user_id"}
 
 
+def test_a_fragment_includes_the_fragments_above_it():
+    text = """
+-- fragment: version
+updated_at
+
+-- fragment: current
+%(version)s = {version}
+
+-- name: touch_task
+UPDATE tasks SET title = title WHERE user_id = %(user_id)s AND {current};
+"""
+    query = parse_queries(text)["touch_task"]
+    assert query.sql == (
+        "UPDATE tasks SET title = title WHERE user_id = %(user_id)s AND %(version)s = updated_at"
+    )
+    assert query.params == {"user_id", "version"}
+
+
 @pytest.mark.parametrize("kind", ["name", "fragment"])
 def test_a_name_defined_twice_is_refused(kind):
     text = f"""
@@ -330,6 +452,15 @@ def test_binding_a_query_requires_user_id():
             },
         ),
         ("users.sql", {"provision_user"}),
+        (
+            "idempotency_keys.sql",
+            {
+                "forget_expired_idempotency_keys",
+                "claim_idempotency_key",
+                "record_idempotent_task",
+                "get_idempotency_key",
+            },
+        ),
     ],
 )
 def test_every_shipped_query_binds_user_id(filename, expected):
@@ -399,14 +530,17 @@ def test_migrations_create_the_contract_schema(create_database):
     url = create_database()
     migrate.apply(url)
     with psycopg.connect(url, autocommit=True) as conn:
-        assert _table_names(conn) == {"users", "tasks"}
+        tables = _table_names(conn)
+        assert {"users", "tasks"} <= tables
+        for table in tables - {"users"}:  # ready to distribute by user_id (CONTRACT §4)
+            assert _constraints(conn, table, "p")[0].startswith("PRIMARY KEY (user_id, "), table
         users_columns = _columns(conn, "users")
         assert users_columns["id"][:3] == ("bigint", None, "NO")
         assert users_columns["created_at"][0] == "timestamp with time zone"
         assert _constraints(conn, "users", "p") == ["PRIMARY KEY (id)"]
 
         columns = _columns(conn, "tasks")
-        assert set(columns) == {
+        assert set(columns) >= {
             "id",
             "user_id",
             "title",
@@ -439,6 +573,31 @@ def test_migrations_create_the_contract_schema(create_database):
         assert all("user_id" in columns for unique, columns in indexes if unique), indexes
 
 
+def test_idempotency_keys_are_keyed_by_user_first(create_database):
+    url = create_database()
+    migrate.apply(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        columns = _columns(conn, "idempotency_keys")
+        assert set(columns) == {
+            "user_id",
+            "key",
+            "fingerprint",
+            "task_id",
+            "task_etag",
+            "task_json",
+            "created_at",
+        }
+        assert columns["key"][:3] == ("character varying", 255, "NO")
+        assert columns["created_at"][:3] == ("timestamp with time zone", None, "NO")
+        assert _constraints(conn, "idempotency_keys", "p") == ["PRIMARY KEY (user_id, key)"]
+        assert _constraints(conn, "idempotency_keys", "f") == [
+            "FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE"
+        ]
+        indexes = _indexes(conn, "idempotency_keys")
+        assert (False, ["user_id", "created_at"]) in indexes, indexes
+        assert all(columns[0] == "user_id" for _, columns in indexes), indexes
+
+
 def test_deleting_a_user_deletes_their_tasks(create_database):
     url = create_database()
     migrate.apply(url)
@@ -453,15 +612,14 @@ def test_deleting_a_user_deletes_their_tasks(create_database):
 def test_rolling_back_every_migration_leaves_no_tables_and_apply_works_again(create_database):
     url = create_database()
     migrate.apply(url)
-    assert migrate.rollback(url) == "0002.create-tasks"
-    assert migrate.pending(url) == MIGRATIONS[1:]
-    assert migrate.rollback(url) == "0001.create-users"
+    for applied in reversed(range(len(MIGRATIONS))):
+        assert migrate.rollback(url) == MIGRATIONS[applied]
+        assert migrate.pending(url) == MIGRATIONS[applied:]
     assert migrate.rollback(url) is None
     with psycopg.connect(url, autocommit=True) as conn:
         assert _table_names(conn) == set()
-    assert migrate.pending(url) == MIGRATIONS
 
     assert migrate.apply(url) == MIGRATIONS
     with psycopg.connect(url, autocommit=True) as conn:
-        assert _table_names(conn) == {"users", "tasks"}
+        assert {"users", "tasks"} <= _table_names(conn)
         assert _constraints(conn, "tasks", "p") == ["PRIMARY KEY (user_id, id)"]

@@ -20,6 +20,8 @@ TASK_REQUESTS = [
     ("PUT", "", {"user_id": 1}),
     ("DELETE", "", None),
     ("PATCH", "/complete", None),
+    ("PATCH", "/complete", {"is_completed": True}),
+    ("PATCH", "/complete", {"is_completed": "yes"}),
 ]
 
 

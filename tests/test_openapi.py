@@ -16,12 +16,15 @@ from tornado.httpclient import HTTPResponse
 from tornado.web import Application
 
 from taskd import openapi, routes
+from taskd.changes import FeedToken
 from taskd.handlers.base import BaseHandler, public
+from taskd.headers import IDEMPOTENCY_KEY
 from taskd.models import NO_NUL_PATTERN, TITLE_PATTERN, TaskCreate
 
 DOCUMENT_URI = "urn:taskd:openapi"
 TASKS = "/api/{user_id}/tasks"
 TASK = "/api/{user_id}/tasks/{id}"
+CHANGES = "/api/{user_id}/tasks/changes"
 COMPLETE = "/api/{user_id}/tasks/{id}/complete"
 
 
@@ -122,7 +125,8 @@ def test_every_route_and_method_is_documented_and_nothing_else(app, document):
         path: {method.upper() for method in item} for path, item in document["paths"].items()
     }
     assert documented == routes_of(app)
-    assert set(documented) >= {TASKS, TASK, COMPLETE, "/healthz", "/readyz", "/metrics", "/docs"}
+    expected = {TASKS, CHANGES, TASK, COMPLETE, "/healthz", "/readyz", "/metrics", "/docs"}
+    assert set(documented) >= expected
 
 
 def test_a_route_nobody_described_stops_the_build(app):
@@ -141,10 +145,11 @@ def test_api_operations_declare_bearer_auth_and_their_errors(document):
     expected = {
         ("get", TASKS): {"200", "401", "403", "422", "503"},
         ("post", TASKS): {"201", "401", "403", "413", "415", "422", "503"},
-        ("get", TASK): {"200", "401", "403", "404", "503"},
-        ("put", TASK): {"200", "401", "403", "404", "413", "415", "422", "503"},
-        ("delete", TASK): {"204", "401", "403", "404", "503"},
-        ("patch", COMPLETE): {"200", "401", "403", "404", "413", "415", "503"},
+        ("get", CHANGES): {"200", "401", "403", "410", "422", "503"},
+        ("get", TASK): {"200", "304", "401", "403", "404", "503"},
+        ("put", TASK): {"200", "401", "403", "404", "412", "413", "415", "422", "503"},
+        ("delete", TASK): {"204", "401", "403", "404", "412", "503"},
+        ("patch", COMPLETE): {"200", "401", "403", "404", "412", "413", "415", "422", "503"},
     }
     for (method, path), statuses in expected.items():
         operation = document["paths"][path][method]
@@ -232,15 +237,25 @@ async def test_real_api_responses_match_the_document(api, user_id, checker):
     created = await api.request("POST", tasks, user=user_id, json={"title": "first"})
     checker.check("POST", TASKS, created)
     item = f"{tasks}/{body(created)['id']}"
+    etag = created.headers["ETag"]
     await api.create(user_id, "second")
+    too_old = FeedToken(since="1:1:", since_at=0).encode()
 
     wrong_secret = make_token(user_id, secret="wrong-" + "w" * 40)
     calls: list[tuple[str, str, str, dict[str, Any]]] = [
         ("GET", TASKS, tasks + "?limit=1", {}),  # 200 with a Link to the next page
         ("GET", TASKS, tasks + "?completed=false&sort=title&q=fir", {}),
         ("GET", TASK, item, {}),
+        ("GET", TASK, item, {"headers": {"If-None-Match": etag}}),  # 304
+        ("POST", TASKS, tasks, {"json": {"title": "once"}, "headers": {IDEMPOTENCY_KEY: "k-1"}}),
+        ("GET", CHANGES, tasks + "/changes?limit=1", {}),
+        ("GET", CHANGES, tasks + "/changes?since=nonsense", {}),  # 422
+        ("GET", CHANGES, tasks + f"/changes?since={too_old}", {}),  # 410
         ("PUT", TASK, item, {"json": {"title": "renamed", "is_completed": True}}),
+        ("PUT", TASK, item, {"json": {"title": "stale"}, "headers": {"If-Match": etag}}),  # 412
         ("PATCH", COMPLETE, item + "/complete", {}),
+        ("PATCH", COMPLETE, item + "/complete", {"json": {"is_completed": False}}),
+        ("PATCH", COMPLETE, item + "/complete", {"json": {"is_completed": "no"}}),  # 422
         ("GET", TASKS, tasks, {"user": None}),  # 401: no token
         ("GET", TASKS, tasks, {"token": wrong_secret}),  # 401: refused token
         ("GET", TASKS, f"/api/{user_id + 1}/tasks", {}),  # 403
@@ -261,9 +276,12 @@ async def test_real_api_responses_match_the_document(api, user_id, checker):
         200,
         201,
         204,
+        304,
         401,
         403,
         404,
+        410,
+        412,
         413,
         415,
         422,

@@ -344,17 +344,48 @@ async def test_delete_answers_204_with_an_empty_body_and_the_task_is_gone(api, u
 # --- PATCH /api/{user_id}/tasks/{id}/complete
 
 
-async def test_complete_toggles_back_and_forth(api, user_id):
+@pytest.mark.parametrize(
+    "steps",
+    [
+        [(None, True), (None, False), (None, True)],
+        [(True, True), (True, True), (False, False), (False, False), (True, True)],
+    ],
+    ids=["no-body-toggles", "body-sets"],
+)
+async def test_complete_toggles_without_a_body_and_sets_with_one(api, user_id, steps):
     created = await api.create(user_id, "toggle me", description="d")
     path = f"/api/{user_id}/tasks/{created['id']}/complete"
     previous = created
-    for expected in (True, False, True):
-        task = json_of(await api.request("PATCH", path, user=user_id), 200)
+    for sent, expected in steps:
+        payload = None if sent is None else {"is_completed": sent}
+        task = json_of(await api.request("PATCH", path, user=user_id, json=payload), 200)
         assert_task(task, user_id)
         assert task == {**created, "is_completed": expected, "updated_at": task["updated_at"]}
         assert moment(task["updated_at"]) > moment(previous["updated_at"])
         assert await get_task(api, user_id, created["id"]) == task
         previous = task
+
+
+@pytest.mark.parametrize(
+    ("payload", "content_type", "completed"),
+    [
+        (b'{"is_completed": false}', "application/json; charset=utf-8", False),
+        (b"", "application/json", True),
+    ],
+    ids=["json-with-charset-sets", "empty-json-toggles"],
+)
+async def test_complete_reads_its_body_like_other_bodies(
+    api, user_id, payload, content_type, completed
+):
+    created = await api.create(user_id, "t")
+    response = await api.request(
+        "PATCH",
+        f"/api/{user_id}/tasks/{created['id']}/complete",
+        user=user_id,
+        body=payload,
+        headers={"Content-Type": content_type},
+    )
+    assert json_of(response, 200)["is_completed"] is completed
 
 
 # --- 404
@@ -646,14 +677,15 @@ async def test_another_users_url_is_403_whatever_else_is_wrong(api, user_id):
     [{}, {"title": ""}, {"title": 5}, {"user_id": 1}, [], "not json"],
     ids=["empty", "blank-title", "int-title", "user_id", "array", "not-json"],
 )
-async def test_bad_body_on_a_missing_task_is_404_not_422(api, user_id, payload):
+@pytest.mark.parametrize(("method", "suffix"), [("PUT", ""), ("PATCH", "/complete")])
+async def test_bad_body_on_a_missing_task_is_404_not_422(api, user_id, payload, method, suffix):
     mine = await api.create(user_id, "mine")
     other = await api.create(new_user_id(), "someone else's")
     data = payload.encode() if isinstance(payload, str) else orjson.dumps(payload)
     for task_id in ["9223372036854775807", str(other["id"]), "abc", "0"]:
         response = await api.request(
-            "PUT",
-            f"/api/{user_id}/tasks/{task_id}",
+            method,
+            f"/api/{user_id}/tasks/{task_id}{suffix}",
             user=user_id,
             body=data,
             headers={"Content-Type": "application/json"},

@@ -1,7 +1,7 @@
 """Loads the named queries of `sql/*.sql` and refuses any that does not bind `%(user_id)s`.
 
 A file holds blocks that start with `-- name: NAME` (a query) or `-- fragment: NAME` (SQL text
-that queries include as `{NAME}`). Comment lines right after the header document the block.
+that queries and later fragments include as `{NAME}`). Comments document the blocks.
 """
 
 from __future__ import annotations
@@ -54,13 +54,14 @@ def parse_queries(text: str) -> dict[str, Query]:
         target = fragments if kind == "fragment" else raw
         if name in target:
             raise QueryLoadError(f"{kind} {name!r} is defined twice")
-        target[name] = sql
-    queries = {}
-    for name, sql in raw.items():
-        for fragment, fragment_sql in fragments.items():
-            sql = sql.replace("{" + fragment + "}", fragment_sql)
-        queries[name] = make_query(name, sql)
-    return queries
+        target[name] = _include(sql, fragments) if kind == "fragment" else sql
+    return {name: make_query(name, _include(sql, fragments)) for name, sql in raw.items()}
+
+
+def _include(sql: str, fragments: dict[str, str]) -> str:
+    for name, fragment_sql in fragments.items():
+        sql = sql.replace("{" + name + "}", fragment_sql)
+    return sql
 
 
 # A string literal (kept) or a comment (dropped), so a parameter named only in a comment

@@ -32,6 +32,9 @@ _LIST_QUERIES: dict[str, Query] = {
 
 SortValue = datetime | str
 
+# Deleted tasks stay visible to the change feed this long; older feed tokens must resync.
+TOMBSTONE_RETENTION_DAYS = 30
+
 
 @dataclass(frozen=True)
 class Page:
@@ -41,37 +44,54 @@ class Page:
     next_after: tuple[SortValue, int] | None
 
 
+@dataclass(frozen=True)
+class RenderedTask:
+    """A task as served: its id, its strong ETag (quoted) and its JSON text."""
+
+    id: int
+    etag: str
+    json: str
+
+
 async def _fetch_value(conn: AsyncConnection, query: Query, params: dict[str, Any]) -> Any:
     cursor = await conn.execute(query.sql, params)
     row = await cursor.fetchone()
     return None if row is None else row[0]
 
 
+async def _fetch_task(
+    conn: AsyncConnection, query: Query, params: dict[str, Any]
+) -> RenderedTask | None:
+    cursor = await conn.execute(query.sql, params)
+    row = await cursor.fetchone()
+    return None if row is None else RenderedTask(*row)
+
+
 async def create_task(
     conn: AsyncConnection, *, user_id: int, title: str, description: str
-) -> tuple[int, str]:
-    """Insert a task (provisioning its user) and return its id and JSON."""
+) -> RenderedTask:
+    """Insert a task (provisioning its user) and return it."""
     query = _QUERIES["create_task"]
-    cursor = await conn.execute(
-        query.sql, query.bind(user_id=user_id, title=title, description=description)
+    task = await _fetch_task(
+        conn, query, query.bind(user_id=user_id, title=title, description=description)
     )
-    row = await cursor.fetchone()
-    assert row is not None
-    return row[0], row[1]
-
-
-async def _task_by_id(conn: AsyncConnection, name: str, *, user_id: int, task_id: int) -> Any:
-    query = _QUERIES[name]
-    return await _fetch_value(conn, query, query.bind(user_id=user_id, task_id=task_id))
-
-
-async def get_task(conn: AsyncConnection, *, user_id: int, task_id: int) -> str | None:
-    task: str | None = await _task_by_id(conn, "get_task", user_id=user_id, task_id=task_id)
+    assert task is not None
     return task
 
 
+async def get_task(conn: AsyncConnection, *, user_id: int, task_id: int) -> RenderedTask | None:
+    query = _QUERIES["get_task"]
+    return await _fetch_task(conn, query, query.bind(user_id=user_id, task_id=task_id))
+
+
 async def task_exists(conn: AsyncConnection, *, user_id: int, task_id: int) -> bool:
-    return bool(await _task_by_id(conn, "task_exists", user_id=user_id, task_id=task_id))
+    query = _QUERIES["task_exists"]
+    return bool(await _fetch_value(conn, query, query.bind(user_id=user_id, task_id=task_id)))
+
+
+# Each write takes `if_match`: the ETags one of which the task must have for the write to happen
+# (None: any version). A write that happens to nothing returns None (or False): no such task, or
+# one whose version is not in `if_match`; `task_exists` tells which.
 
 
 async def update_task(
@@ -79,31 +99,45 @@ async def update_task(
     *,
     user_id: int,
     task_id: int,
+    if_match: list[str] | None = None,
     title: str | None = None,
     description: str | None = None,
     is_completed: bool | None = None,
-) -> str | None:
-    """Change the given fields (None leaves one as it is); None when there is no such task."""
+) -> RenderedTask | None:
+    """Change the given fields (None leaves one as it is)."""
     query = _QUERIES["update_task"]
     params = query.bind(
         user_id=user_id,
         task_id=task_id,
+        if_match=if_match,
         title=title,
         description=description,
         is_completed=is_completed,
     )
-    task: str | None = await _fetch_value(conn, query, params)
-    return task
+    return await _fetch_task(conn, query, params)
 
 
-async def toggle_task(conn: AsyncConnection, *, user_id: int, task_id: int) -> str | None:
-    task: str | None = await _task_by_id(conn, "toggle_task", user_id=user_id, task_id=task_id)
-    return task
+async def toggle_task(
+    conn: AsyncConnection, *, user_id: int, task_id: int, if_match: list[str] | None = None
+) -> RenderedTask | None:
+    query = _QUERIES["toggle_task"]
+    return await _fetch_task(
+        conn, query, query.bind(user_id=user_id, task_id=task_id, if_match=if_match)
+    )
 
 
-async def delete_task(conn: AsyncConnection, *, user_id: int, task_id: int) -> bool:
-    deleted = await _task_by_id(conn, "delete_task", user_id=user_id, task_id=task_id)
-    return deleted is not None
+async def delete_task(
+    conn: AsyncConnection, *, user_id: int, task_id: int, if_match: list[str] | None = None
+) -> bool:
+    """Delete a task, leaving a tombstone for the change feed."""
+    query = _QUERIES["delete_task"]
+    params = query.bind(
+        user_id=user_id,
+        task_id=task_id,
+        if_match=if_match,
+        retention_days=TOMBSTONE_RETENTION_DAYS,
+    )
+    return await _fetch_value(conn, query, params) is not None
 
 
 async def list_tasks(
@@ -125,13 +159,61 @@ async def list_tasks(
         pattern=pattern,
         after_value=after_value,
         after_id=after_id,
+        limit=limit,
+    )
+    cursor = await conn.execute(query.sql, params, binary=True)
+    row = await cursor.fetchone()
+    assert row is not None
+    tasks_json, more, last_value, last_id = row
+    return Page(tasks_json, (last_value, last_id) if more else None)
+
+
+@dataclass(frozen=True)
+class ChangesPage:
+    """Changes after a position: task JSON texts, (id, deleted_at) pairs, and where they end."""
+
+    tasks: list[str]
+    deleted: list[tuple[int, str]]
+    snapshot: str
+    last: tuple[str, int] | None
+    more: bool
+
+
+async def task_changes(
+    conn: AsyncConnection,
+    *,
+    user_id: int,
+    since: str,
+    upto: str | None,
+    after: tuple[str, int],
+    with_deletions: bool,
+    limit: int,
+) -> ChangesPage:
+    """Tasks written and deleted by transactions invisible to snapshot `since` (and visible
+    to `upto` when given), after the (transaction id, task id) position `after`."""
+    query = _QUERIES["task_changes"]
+    after_xid, after_id = after
+    params = query.bind(
+        user_id=user_id,
+        since=since,
+        upto=upto,
+        after_xid=after_xid,
+        after_id=after_id,
+        with_deletions=with_deletions,
         limit=limit + 1,
     )
     cursor = await conn.execute(query.sql, params)
     rows = await cursor.fetchall()
-    more = len(rows) > limit
-    if more:
-        del rows[limit:]
-    body = "[" + ",".join(row[0] for row in rows) + "]"
-    next_after = (rows[-1][1], rows[-1][2]) if more else None
-    return Page(body.encode(), next_after)
+    snapshot = rows[0][0]
+    changes = [row for row in rows if row[1] is not None]
+    more = len(changes) > limit
+    del changes[limit:]
+    return ChangesPage(
+        tasks=[task for _, _, _, task, _ in changes if task is not None],
+        deleted=[
+            (task_id, deleted_at) for _, _, task_id, task, deleted_at in changes if task is None
+        ],
+        snapshot=snapshot,
+        last=(changes[-1][1], changes[-1][2]) if changes else None,
+        more=more,
+    )

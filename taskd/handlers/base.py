@@ -24,8 +24,8 @@ log = logging.getLogger("taskd")
 MAX_BODY_BYTES = 64 * 1024
 JSON_TYPE = "application/json"
 PROBLEM_TYPE = "application/problem+json"
-CORS_REQUEST_HEADERS = "Authorization, Content-Type"
-CORS_EXPOSED_HEADERS = "Location, Link, Retry-After, WWW-Authenticate, X-Request-ID"
+CORS_REQUEST_HEADERS = "Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key"
+CORS_EXPOSED_HEADERS = "ETag, Location, Link, Retry-After, WWW-Authenticate, X-Request-ID"
 # Users already provisioned by this process; forgotten wholesale when it grows past the bound.
 KNOWN_USERS_MAX = 100_000
 
@@ -163,7 +163,7 @@ class ApiHandler(AuthMixin, BaseHandler):
     async def prepare(self) -> None:
         if self.request.method == "OPTIONS":
             return
-        user_id = self.authenticate()
+        user_id = await self.authenticate()
         if self.request.method in self.BODY_METHODS:
             self._check_body_headers()
         await self._provision(user_id)

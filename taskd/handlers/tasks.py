@@ -2,18 +2,40 @@
 
 from __future__ import annotations
 
+import time
+
 from taskd.auth import parse_id
+from taskd.changes import BEGINNING, parse_since, render
 from taskd.db import tasks as db
+from taskd.db.idempotency import create_task_once
 from taskd.db.pool import connection
-from taskd.errors import ApiError
+from taskd.db.tasks import RenderedTask
+from taskd.errors import ApiError, unprocessable
 from taskd.handlers.base import ApiHandler
-from taskd.listing import parse_list_query
-from taskd.models import TaskCreate, TaskUpdate
+from taskd.headers import (
+    IDEMPOTENCY_KEY,
+    if_match_allows,
+    if_none_match_names,
+    parse_idempotency_key,
+    parse_if_match,
+)
+from taskd.listing import parse_limit, parse_list_query
+from taskd.models import ModelT, TaskCompletion, TaskCreate, TaskUpdate
 
 NO_SUCH_TASK = "No such task."
+STALE_TASK = "The task has changed since the version If-Match names; fetch it again."
 
 
-class TaskListHandler(ApiHandler):
+class TaskResponder(ApiHandler):
+    """A route that answers with a task."""
+
+    def send_task(self, task: RenderedTask, status: int = 200) -> None:
+        """The task with its ETag, set here: Tornado's own ETags stay off (see compute_etag)."""
+        self.set_header("ETag", task.etag)
+        self.send_json(task.json, status)
+
+
+class TaskListHandler(TaskResponder):
     SUPPORTED_METHODS = ("GET", "POST", "OPTIONS")
 
     async def get(self, _user: str) -> None:
@@ -34,16 +56,34 @@ class TaskListHandler(ApiHandler):
         self.send_json(page.json)
 
     async def post(self, _user: str) -> None:
+        key = parse_idempotency_key(self.request.headers.get_list(IDEMPOTENCY_KEY))
         new = self.json_body(TaskCreate)
+        task: RenderedTask | None
         async with connection(self.pool) as conn:
-            task_id, task = await db.create_task(
-                conn, user_id=self.current_user, title=new.title, description=new.description
+            if key is None:
+                task = await db.create_task(
+                    conn, user_id=self.current_user, title=new.title, description=new.description
+                )
+            else:
+                task = await create_task_once(
+                    conn,
+                    user_id=self.current_user,
+                    key=key,
+                    fingerprint=new.fingerprint(),
+                    title=new.title,
+                    description=new.description,
+                )
+        if task is None:
+            raise unprocessable(
+                ["header", IDEMPOTENCY_KEY],
+                "This key was already used with a different body",
+                "idempotency_key_reused",
             )
-        self.set_header("Location", f"/api/{self.current_user}/tasks/{task_id}")
-        self.send_json(task, 201)
+        self.set_header("Location", f"/api/{self.current_user}/tasks/{task.id}")
+        self.send_task(task, 201)
 
 
-class TaskItemHandler(ApiHandler):
+class TaskItemHandler(TaskResponder):
     """Routes whose second path argument is a task id: an id that cannot exist is a 404."""
 
     def task_id(self) -> int:
@@ -52,10 +92,33 @@ class TaskItemHandler(ApiHandler):
             raise ApiError(404, NO_SUCH_TASK)
         return task_id
 
-    def send_task(self, task: str | None) -> None:
-        if task is None:
-            raise ApiError(404, NO_SUCH_TASK)
-        self.send_json(task)
+    def if_match(self) -> list[str] | None:
+        return parse_if_match(self.request.headers.get("If-Match"))
+
+    async def valid_body(
+        self, model: type[ModelT], task_id: int, if_match: list[str] | None
+    ) -> ModelT:
+        """The body as `model`. A missing task (404) and a stale If-Match (412) outrank an
+        invalid body (422): they would answer a valid body too (RFC 9110 §13.2.2)."""
+        try:
+            return self.json_body(model)
+        except ApiError:
+            async with connection(self.pool) as conn:
+                task = await db.get_task(conn, user_id=self.current_user, task_id=task_id)
+            if task is None:
+                raise ApiError(404, NO_SUCH_TASK) from None
+            if not if_match_allows(if_match, task.etag):
+                raise ApiError(412, STALE_TASK) from None
+            raise
+
+    async def unwritten(self, task_id: int, if_match: list[str] | None) -> ApiError:
+        """Why a write changed nothing: a task that exists had another version than If-Match
+        named (412), or there is no such task (404, whatever If-Match said: RFC 9110 §13.2.1)."""
+        if if_match is not None:
+            async with connection(self.pool) as conn:
+                if await db.task_exists(conn, user_id=self.current_user, task_id=task_id):
+                    return ApiError(412, STALE_TASK)
+        return ApiError(404, NO_SUCH_TASK)
 
 
 class TaskHandler(TaskItemHandler):
@@ -65,30 +128,40 @@ class TaskHandler(TaskItemHandler):
         task_id = self.task_id()
         async with connection(self.pool) as conn:
             task = await db.get_task(conn, user_id=self.current_user, task_id=task_id)
+        if task is None:
+            raise ApiError(404, NO_SUCH_TASK)
+        if if_none_match_names(self.request.headers.get("If-None-Match"), task.etag):
+            self.set_header("ETag", task.etag)
+            self.set_status(304)
+            self.finish()
+            return
         self.send_task(task)
 
     async def put(self, _user: str, _task: str) -> None:
         task_id = self.task_id()
-        try:
-            update = self.json_body(TaskUpdate)
-        except ApiError:
-            # 404 outranks 422: a bad body for a task that does not exist is a 404.
-            async with connection(self.pool) as conn:
-                if not await db.task_exists(conn, user_id=self.current_user, task_id=task_id):
-                    raise ApiError(404, NO_SUCH_TASK) from None
-            raise
+        if_match = self.if_match()
+        update = await self.valid_body(TaskUpdate, task_id, if_match)
         async with connection(self.pool) as conn:
             task = await db.update_task(
-                conn, user_id=self.current_user, task_id=task_id, **update.changes()
+                conn,
+                user_id=self.current_user,
+                task_id=task_id,
+                if_match=if_match,
+                **update.changes(),
             )
+        if task is None:
+            raise await self.unwritten(task_id, if_match)
         self.send_task(task)
 
     async def delete(self, _user: str, _task: str) -> None:
         task_id = self.task_id()
+        if_match = self.if_match()
         async with connection(self.pool) as conn:
-            deleted = await db.delete_task(conn, user_id=self.current_user, task_id=task_id)
+            deleted = await db.delete_task(
+                conn, user_id=self.current_user, task_id=task_id, if_match=if_match
+            )
         if not deleted:
-            raise ApiError(404, NO_SUCH_TASK)
+            raise await self.unwritten(task_id, if_match)
         self.set_status(204)
         self.finish()
 
@@ -98,16 +171,55 @@ class TaskCompleteHandler(TaskItemHandler):
 
     async def patch(self, _user: str, _task: str) -> None:
         task_id = self.task_id()
-        # A toggle takes no body, but one sent must still respect the 64 KiB limit (413).
-        _ = self.raw_body
+        if_match = self.if_match()
+        # No body toggles; {"is_completed": bool} sets, so a retried request cannot flip twice.
+        completion = (
+            await self.valid_body(TaskCompletion, task_id, if_match) if self.raw_body else None
+        )
         async with connection(self.pool) as conn:
-            task = await db.toggle_task(conn, user_id=self.current_user, task_id=task_id)
+            if completion is None:
+                task = await db.toggle_task(
+                    conn, user_id=self.current_user, task_id=task_id, if_match=if_match
+                )
+            else:
+                task = await db.update_task(
+                    conn,
+                    user_id=self.current_user,
+                    task_id=task_id,
+                    if_match=if_match,
+                    is_completed=completion.is_completed,
+                )
+        if task is None:
+            raise await self.unwritten(task_id, if_match)
         self.send_task(task)
+
+
+class TaskChangesHandler(ApiHandler):
+    """The change feed (CONTRACT §8); see taskd/changes.py for how it stays gap-free."""
+
+    SUPPORTED_METHODS = ("GET", "OPTIONS")
+
+    async def get(self, _user: str) -> None:
+        moment = int(time.time())
+        token = parse_since(self.request.query_arguments, moment)
+        limit = parse_limit(self.request.query_arguments)
+        async with connection(self.pool) as conn:
+            page = await db.task_changes(
+                conn,
+                user_id=self.current_user,
+                since=token.since or BEGINNING,
+                upto=token.upto,
+                after=token.after,
+                with_deletions=token.since is not None,
+                limit=limit,
+            )
+        self.send_json(render(page, token.following(page, moment)))
 
 
 USER = r"/api/([^/]+)"
 ROUTES = [
     (USER + r"/tasks", TaskListHandler),
+    (USER + r"/tasks/changes", TaskChangesHandler),
     (USER + r"/tasks/([^/]+)", TaskHandler),
     (USER + r"/tasks/([^/]+)/complete", TaskCompleteHandler),
 ]

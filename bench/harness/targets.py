@@ -1,0 +1,117 @@
+"""The two servers the benchmark knows how to run: taskd, and the seed plan's reference."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from harness import HOST, BenchError
+from harness.commands import progress, run
+from harness.server import Launch
+from harness.tokens import hs256_token
+
+BENCH_DIR = Path(__file__).resolve().parent.parent
+REPO_DIR = BENCH_DIR.parent
+DEFAULT_TASKD = REPO_DIR / ".venv" / "bin" / "taskd"
+REFERENCE_DIR = BENCH_DIR / "reference"
+REFERENCE_VENV = BENCH_DIR / ".venv-reference"
+TOKEN_TTL_S = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Taskd:
+    executable: Path = DEFAULT_TASKD
+    name: str = "taskd"
+
+    def prepare(self) -> None:
+        if not self.executable.is_file():
+            raise BenchError(
+                f"{self.executable} does not exist: run `make test` (or pip install .)"
+            )
+
+    def launch(self, database_url: str, secret: str, port: int, workers: int) -> Launch:
+        return Launch(
+            command=[str(self.executable), "serve", "--migrate"],
+            env=self._env(database_url, secret)
+            | {"API_HOST": HOST, "API_PORT": str(port), "TASKD_WORKERS": str(workers)},
+            # Logged once, by the main process, when every worker serves.
+            ready_line=f"listening on http://{HOST}:{port}",
+            ready_count=1,
+        )
+
+    def token(self, database_url: str, secret: str, user_id: int) -> str:
+        command = [
+            str(self.executable),
+            "token",
+            "--user-id",
+            str(user_id),
+            "--ttl",
+            str(TOKEN_TTL_S),
+        ]
+        return run(command, env=self._env(database_url, secret)).stdout.strip()
+
+    @staticmethod
+    def _env(database_url: str, secret: str) -> dict[str, str]:
+        return {"DATABASE_URL": database_url, "BETTER_AUTH_SECRET": secret}
+
+
+@dataclass(frozen=True)
+class Reference:
+    """FastAPI + SQLModel + psycopg2 under uvicorn, in its own virtualenv."""
+
+    name: str = "reference"
+
+    def prepare(self) -> None:
+        requirements = REFERENCE_DIR / "requirements.txt"
+        stamp = REFERENCE_VENV / "requirements.sha256"
+        digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
+        python = REFERENCE_VENV / "bin" / "python"
+        if python.is_file() and stamp.is_file() and stamp.read_text() == digest:
+            return
+        progress(f"installing the reference into {REFERENCE_VENV.relative_to(REPO_DIR)}")
+        run([sys.executable, "-m", "venv", "--clear", str(REFERENCE_VENV)])
+        pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        run([*pip, "-r", str(requirements)])
+        stamp.write_text(digest)
+
+    def launch(self, database_url: str, secret: str, port: int, workers: int) -> Launch:
+        uvicorn = REFERENCE_VENV / "bin" / "uvicorn"
+        return Launch(
+            command=[
+                str(uvicorn),
+                "app.main:app",
+                "--app-dir",
+                str(REFERENCE_DIR),
+                "--host",
+                HOST,
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                "--no-access-log",
+            ],
+            # SQLAlchemy 2.1 picks psycopg 3 for postgresql://; the seed plan uses psycopg2.
+            env={
+                "DATABASE_URL": database_url.replace("postgresql://", "postgresql+psycopg2://", 1),
+                "BETTER_AUTH_SECRET": secret,
+            },
+            ready_line="Application startup complete.",  # by each worker
+            ready_count=workers,
+        )
+
+    def token(self, database_url: str, secret: str, user_id: int) -> str:
+        return hs256_token(secret, user_id, TOKEN_TTL_S)
+
+
+class Target(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def prepare(self) -> None: ...
+
+    def launch(self, database_url: str, secret: str, port: int, workers: int) -> Launch: ...
+
+    def token(self, database_url: str, secret: str, user_id: int) -> str: ...

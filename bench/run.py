@@ -1,0 +1,165 @@
+"""Benchmark taskd (and the seed plan's FastAPI reference) with wrk on this machine.
+
+    python3 bench/run.py                     # taskd alone: a table, and JSON in bench/results/
+    python3 bench/run.py --compare           # taskd, then the reference; ratios and issue-4 targets
+
+Each target gets a fresh database and its own server on a free loopback port; both are gone when
+the run ends, however it ends. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from harness import BenchError
+from harness.bench import SCENARIOS, Options, TargetRun, bench_target
+from harness.commands import ensure_wrk
+from harness.machine import describe
+from harness.report import (
+    checks,
+    comparison_report,
+    options_json,
+    run_json,
+    target_report,
+    write_json,
+)
+from harness.targets import BENCH_DIR, DEFAULT_TASKD, Reference, Target, Taskd
+
+EXIT_MISSED = 1
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _scenarios(value: str) -> tuple[str, ...]:
+    chosen = {name.strip() for name in value.split(",") if name.strip()}
+    unknown = chosen - set(SCENARIOS)
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(SCENARIOS)}")
+    return tuple(name for name in SCENARIOS if name in chosen)
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/run.py", description="Benchmark taskd against the seed plan's reference."
+    )
+    parser.add_argument("--target", choices=("taskd", "reference"), default="taskd")
+    parser.add_argument(
+        "--compare", action="store_true", help="run taskd, then the reference, and compare"
+    )
+    parser.add_argument("--no-fail", action="store_true", help="exit 0 even if a target is missed")
+    parser.add_argument("--duration", type=_positive, default=15, help="seconds per scenario")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of mixed load first")
+    parser.add_argument("--connections", type=_positive, default=100)
+    parser.add_argument("--threads", type=_positive, default=2, help="wrk threads")
+    parser.add_argument("--workers", type=_positive, default=2, help="server worker processes")
+    parser.add_argument(
+        "--scenarios",
+        type=_scenarios,
+        default=SCENARIOS,
+        help=f"comma-separated subset of {','.join(SCENARIOS)}",
+    )
+    parser.add_argument("--taskd", type=Path, default=DEFAULT_TASKD, help="the taskd executable")
+    parser.add_argument(
+        "--postgres",
+        default=DEFAULT_ADMIN_URL,
+        help="a URL of the PostgreSQL server that may create and drop databases",
+    )
+    parser.add_argument("--results", type=Path, default=BENCH_DIR / "results")
+    return parser.parse_args(argv)
+
+
+def _stop_on_sigterm() -> None:
+    """Turn SIGTERM into an exception so that every server and database is cleaned up."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _options(args: argparse.Namespace) -> Options:
+    return Options(
+        duration=args.duration,
+        warmup=args.warmup,
+        connections=args.connections,
+        threads=args.threads,
+        workers=args.workers,
+        scenarios=args.scenarios,
+        admin_url=args.postgres,
+    )
+
+
+class Session:
+    """One invocation: its options, its timestamp, and where its JSON goes."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.options = _options(args)
+        self.results_dir: Path = args.results
+        self.stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        self.context = {
+            "machine": describe(self.options.admin_url),
+            "options": options_json(self.options),
+        }
+
+    def bench(self, target: Target, wrk: str) -> TargetRun:
+        run = bench_target(target, self.options, wrk)
+        print(target_report(run, self.options) + "\n", flush=True)
+        self.save(target.name, run_json(run))
+        return run
+
+    def compare(self, mine: TargetRun, theirs: TargetRun) -> bool:
+        """Print the comparison and save it; whether every target was met."""
+        found = checks(mine, theirs)
+        print(comparison_report(mine, theirs, found), flush=True)
+        self.save(
+            "compare",
+            {
+                "taskd": run_json(mine),
+                "reference": run_json(theirs),
+                "checks": [asdict(check) for check in found],
+            },
+        )
+        return all(check.met for check in found)
+
+    def save(self, name: str, payload: dict[str, Any]) -> None:
+        write_json(self.results_dir / f"{name}-{self.stamp}.json", self.context | payload)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    _stop_on_sigterm()
+    taskd = Taskd(args.taskd)
+    try:
+        wrk = ensure_wrk()
+        session = Session(args)
+        if not args.compare:
+            session.bench(taskd if args.target == "taskd" else Reference(), wrk)
+            return 0
+        all_met = session.compare(session.bench(taskd, wrk), session.bench(Reference(), wrk))
+    except BenchError as error:
+        print(f"bench: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("bench: interrupted; servers stopped and databases dropped", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0 if all_met or args.no_fail else EXIT_MISSED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

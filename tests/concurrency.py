@@ -1,0 +1,48 @@
+"""Requests that race for certain: all of them reach the database before any may get through."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+import psycopg
+from tornado.httpclient import HTTPResponse
+
+LOCK_WAITERS = (
+    "SELECT count(*) FROM pg_stat_activity"
+    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
+
+
+async def wait_for_lock_waiters(database_url: str, count: int, timeout: float = 10) -> None:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        deadline = time.monotonic() + timeout
+        while True:
+            cursor = await conn.execute(LOCK_WAITERS)
+            row = await cursor.fetchone()
+            assert row is not None
+            if row[0] >= count:
+                return
+            assert time.monotonic() < deadline, f"{row[0]} of {count} requests wait for the lock"
+            await asyncio.sleep(0.01)
+
+
+async def race(
+    database_url: str,
+    lock: str,
+    params: Sequence[Any],
+    requests: list[Coroutine[Any, Any, HTTPResponse]],
+) -> list[HTTPResponse]:
+    """Send `requests` while another transaction holds the row lock `lock` (a SELECT ... FOR
+    UPDATE) takes; release it once every request waits for it, and return their responses.
+
+    So every request has done whatever it does before its first write to that row, and a
+    service that checks and then writes lets more than one of them through."""
+    async with await psycopg.AsyncConnection.connect(database_url) as holder:
+        await holder.execute(lock, params)
+        pending = [asyncio.ensure_future(request) for request in requests]
+        await wait_for_lock_waiters(database_url, len(requests))
+    # Leaving the block committed the holder's transaction, releasing the lock.
+    return list(await asyncio.gather(*pending))
