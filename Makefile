@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SOURCES := setup.py $(shell find taskd sql migrations -type f -not -path '*/__pycache__/*')
 export TASKD_DATA_DIR ?= $(CURDIR)/.taskd
 
-.PHONY: run test lint typecheck check check-install check-unit clean bench bench-compare
+.PHONY: run test lint typecheck check check-install check-unit clean bench bench-compare fuzz
 
 # A non-editable install, so the tests exercise exactly what `pip install .` ships.
 $(STAMP): $(SOURCES)
@@ -30,6 +30,9 @@ typecheck: $(STAMP)
 check: lint typecheck test
 
 # A non-editable install into a fresh venv outside the checkout, migrated, served and queried.
+fuzz: $(STAMP)
+	bash tests/fuzz.sh
+
 check-install:
 	PYTHON="$(PYTHON)" bash tests/check_install.sh
 

@@ -30,6 +30,8 @@ setup(
             "pytest-tornasync>=0.6",
             "jsonschema>=4.23",
             "openapi-spec-validator>=0.7",
+            # make fuzz: property-based tests from taskd's own OpenAPI document
+            "schemathesis>=4.3",
         ],
         "dev": ["ruff>=0.8", "mypy>=1.13"],
     },

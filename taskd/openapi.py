@@ -284,6 +284,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             **_text("text/css", "text/javascript"),
             "image/png": {"schema": {"type": "string", "format": "binary"}},
         },
+        errors=(404,),
     ),
 }
 
