@@ -32,6 +32,15 @@ def listen(settings: Settings) -> list[socket.socket]:
     return bind_sockets(settings.port, settings.host, reuse_port=settings.workers > 1)
 
 
+def listen_beside(sockets: list[socket.socket]) -> list[socket.socket]:
+    """New listening sockets on the addresses of `sockets`, which were bound with SO_REUSEPORT."""
+    beside = []
+    for sock in sockets:
+        host, port = sock.getsockname()[:2]
+        beside.extend(bind_sockets(port, host, family=sock.family, reuse_port=True))
+    return beside
+
+
 def bound_port(sockets: list[socket.socket]) -> int:
     port: int = sockets[0].getsockname()[1]
     return port

@@ -212,6 +212,39 @@ def test_workers_share_the_port_and_the_pool_budget_and_ready_waits_for_all(
     assert pool_connections(database_url) == {}
 
 
+def test_a_burst_of_new_connections_is_spread_across_the_workers(fresh_env, spawn, notify_socket):
+    """Each worker has its own accept queue: with one queue for all, the first worker to wake
+    took most of a burst (86 of 100 seen) while the other idled."""
+    server = start_daemon(spawn, fresh_env, notify_socket, TASKD_WORKERS="2")
+    assert notify_socket.receive() == ["READY=1"]
+    pids = wait_for_workers(server, 2)
+    host, port = server.base_url.removeprefix("http://").split(":")
+    connections = [socket.create_connection((host, int(port))) for _ in range(100)]
+    token = make_token(7)
+    for conn in connections:
+        conn.sendall(
+            f"GET /api/7/tasks HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+    for conn in connections:
+        with conn, conn.makefile("rb") as response:
+            assert response.readline().startswith(b"HTTP/1.1 200")
+            response.read()
+
+    def served_by() -> list[int]:
+        return [
+            entry["pid"]
+            for entry in log_entries(server)
+            if entry.get("route") == "/api/{user_id}/tasks"
+        ]
+
+    wait_until(lambda: len(served_by()) == 100, what="100 access-log lines")
+    counts = {pid: served_by().count(pid) for pid in pids}
+    assert min(counts.values()) >= 25, counts
+    server.popen.send_signal(signal.SIGTERM)
+    assert server.popen.wait(timeout=STOP_TIMEOUT) == 0, server.output()
+
+
 def test_a_crashed_worker_is_replaced(fresh_env, spawn, notify_socket):
     server = start_daemon(spawn, fresh_env, notify_socket, TASKD_WORKERS="2")
     assert notify_socket.receive() == ["READY=1"]
