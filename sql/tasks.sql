@@ -68,33 +68,58 @@ WITH deleted AS (
 )
 INSERT INTO task_tombstones (user_id, id) SELECT user_id, id FROM deleted RETURNING id;
 
+-- fragment: list_filter
+-- The tasks a list request selects, before paging: the user's, with the `completed` and `q` filters.
+user_id = %(user_id)s
+AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
+AND (%(pattern)s::text IS NULL
+     OR title ILIKE %(pattern)s::text OR description ILIKE %(pattern)s::text)
+
 -- name: list_tasks
--- One page in keyset order, as one JSON array: PostgreSQL joins the stored task JSON, so the
--- server handles one value instead of a row per task, as UTF-8 bytes it sends as they are (with
--- binary results: no decoding and encoding again). Also whether more rows follow and,
--- if so, the (sort value, id) of the page's last row, where the next page starts.
+-- One page in keyset order, as the comma-separated stored JSON of its tasks (the caller adds the
+-- brackets): one value instead of a row per task, UTF-8 bytes sent as they are. Also the
+-- (sort value, id) of the page's last row, the snapshot it was read in and the user's number of
+-- tasks then (see tasks_unchanged), and whether another row follows it.
+-- The index on ({sort_column}, id) hands the rows over in order; the aggregates take them in that
+-- order, as PostgreSQL does for input from a sorted subquery (docs, "Aggregate Expressions"),
+-- which spares an ORDER BY inside the aggregate: a second sort of the whole page.
 -- {sort_column}, {direction} and {after} come from the fixed table SORTS in taskd/db/tasks.py,
 -- one variant of this query per allowed sort, made at load time.
 WITH page AS (
-    SELECT {task_json} AS task, {sort_column} AS sort_value, id,
-           row_number() OVER (ORDER BY {sort_column} {direction}, id {direction}) AS position
+    SELECT {task_json} AS task, {sort_column} AS sort_value, id
     FROM tasks
-    WHERE user_id = %(user_id)s
-      AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
-      AND (%(pattern)s::text IS NULL
-           OR title ILIKE %(pattern)s::text OR description ILIKE %(pattern)s::text)
+    WHERE {list_filter}
       AND (%(after_id)s::bigint IS NULL
            OR ({sort_column}, id) {after} (%(after_value)s, %(after_id)s::bigint))
     ORDER BY {sort_column} {direction}, id {direction}
-    LIMIT %(limit)s::bigint + 1
+    LIMIT %(limit)s::bigint
+), summary AS (
+    SELECT string_agg(task, ',') AS tasks, count(*) AS size,
+           (array_agg(sort_value))[count(*)] AS last_value, (array_agg(id))[count(*)] AS last_id
+    FROM page
 )
-SELECT convert_to('[' || coalesce(
-           string_agg(task, ',' ORDER BY position) FILTER (WHERE position <= %(limit)s::bigint),
-           '') || ']', 'UTF8'),
-       count(*) > %(limit)s::bigint,
-       max(sort_value) FILTER (WHERE position = %(limit)s::bigint),
-       max(id) FILTER (WHERE position = %(limit)s::bigint)
-FROM page;
+SELECT coalesce(tasks, ''), last_value, last_id,
+       pg_current_snapshot()::text,
+       (SELECT count(*) FROM tasks WHERE user_id = %(user_id)s),
+       size = %(limit)s::bigint AND (
+           SELECT true FROM tasks
+           WHERE {list_filter} AND ({sort_column}, id) {after} (last_value, last_id)
+           ORDER BY {sort_column} {direction}, id {direction}
+           LIMIT 1
+       ) IS NOT NULL
+FROM summary;
+
+-- name: tasks_unchanged
+-- Whether the user's tasks are still exactly those the snapshot %(snapshot)s saw, when they were
+-- %(task_count)s: a write stamps its row with its transaction (changed_xid, migration 0004), so
+-- a write that snapshot did not see leaves a row it cannot see, and a delete leaves fewer rows.
+SELECT NOT EXISTS (
+           SELECT FROM tasks
+           WHERE user_id = %(user_id)s
+             AND changed_xid >= pg_snapshot_xmin(%(snapshot)s::pg_snapshot)
+             AND NOT pg_visible_in_snapshot(changed_xid, %(snapshot)s::pg_snapshot)
+       )
+       AND (SELECT count(*) FROM tasks WHERE user_id = %(user_id)s) = %(task_count)s::bigint;
 
 -- name: task_changes
 -- One page of the change feed: tasks written and tasks deleted by transactions that the

@@ -15,6 +15,7 @@ from taskd.handlers import docs, health, tasks
 from taskd.handlers.base import BaseHandler, NotFoundHandler
 from taskd.jwks import JwksCache
 from taskd.metrics import Metrics
+from taskd.page_cache import PageCache
 from taskd.readiness import Readiness
 
 Route = tuple[str, type[RequestHandler]]
@@ -80,6 +81,7 @@ def make_app(
         pool=pool,
         token_verifier=make_verifier(settings, jwks),
         known_users=set(),
+        page_cache=PageCache(settings.list_cache_mb * 1024 * 1024),
         metrics=metrics,
         readiness=Readiness(pool, settings.database_url),
         openapi=orjson.dumps(openapi.build(route_table)),

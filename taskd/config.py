@@ -174,6 +174,14 @@ OPTIONS: tuple[Option, ...] = (
         "executions before psycopg prepares a query; 'none' behind PgBouncer (transaction mode)",
     ),
     Option(
+        "list_cache_mb",
+        "TASKD_LIST_CACHE_MB",
+        "--list-cache-mb",
+        "16",
+        _int_at_least(0, 4096),
+        "MiB of list pages each worker keeps, served again while unchanged; 0 keeps none",
+    ),
+    Option(
         "workers",
         "TASKD_WORKERS",
         "--workers",
@@ -244,6 +252,7 @@ class Settings:
     pool_max_waiting: int
     db_timeout: float
     prepare_threshold: int | None
+    list_cache_mb: int
     workers: int
     drain_timeout: float
     jwt_leeway: int

@@ -40,6 +40,8 @@ def make_pool(settings: Settings, database_url: str) -> AsyncConnectionPool:
         max_waiting=settings.pool_max_waiting,
         kwargs={
             "autocommit": True,
+            # List pages pass PostgreSQL's text through as UTF-8 bytes, whatever the server's.
+            "client_encoding": "UTF8",
             "connect_timeout": max(1, round(settings.db_timeout)),
             # Which worker holds which connection, as pg_stat_activity shows it.
             "application_name": f"taskd[{os.getpid()}]",

@@ -7,8 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
+from psycopg.abc import Buffer
+from psycopg.adapt import Loader
+from psycopg.pq import Format
 
 from taskd.db.queries import Query, load_queries
+from taskd.page_cache import CachedPage, PageCache
 
 _QUERIES = load_queries("tasks.sql")
 
@@ -34,6 +38,16 @@ SortValue = datetime | str
 
 # Deleted tasks stay visible to the change feed this long; older feed tokens must resync.
 TOMBSTONE_RETENTION_DAYS = 30
+
+
+class _TextAsBuffer(Loader):
+    """Text as the UTF-8 bytes PostgreSQL sent (binary format, UTF8 client encoding), left in
+    the result's memory: a page's JSON is copied once, into the response, and never decoded."""
+
+    format = Format.BINARY
+
+    def load(self, data: Buffer) -> Buffer:
+        return data
 
 
 @dataclass(frozen=True)
@@ -149,8 +163,19 @@ async def list_tasks(
     pattern: str | None = None,
     after: tuple[SortValue, int] | None = None,
     limit: int,
+    cache: PageCache | None = None,
 ) -> Page:
-    """One page of tasks in `sort` order, starting after the (sort value, id) `after`."""
+    """One page of tasks in `sort` order, starting after the (sort value, id) `after`; from
+    `cache` when the database confirms the user's tasks have not changed since it was read."""
+    key = (user_id, sort, completed, pattern, after, limit)
+    cached = cache.get(key) if cache is not None else None
+    if cached is not None:
+        unchanged = _QUERIES["tasks_unchanged"]
+        params = unchanged.bind(
+            user_id=user_id, snapshot=cached.snapshot, task_count=cached.task_count
+        )
+        if await _fetch_value(conn, unchanged, params):
+            return cached.page
     query = _LIST_QUERIES[sort]
     after_value, after_id = after if after is not None else (None, None)
     params = query.bind(
@@ -161,11 +186,18 @@ async def list_tasks(
         after_id=after_id,
         limit=limit,
     )
-    cursor = await conn.execute(query.sql, params, binary=True)
+    cursor = conn.cursor(binary=True)
+    # Text comes back as buffers: the page's JSON and the snapshot. A title sort value is a
+    # varchar, read as str.
+    cursor.adapters.register_loader("text", _TextAsBuffer)
+    await cursor.execute(query.sql, params)
     row = await cursor.fetchone()
     assert row is not None
-    tasks_json, more, last_value, last_id = row
-    return Page(tasks_json, (last_value, last_id) if more else None)
+    tasks_json, last_value, last_id, snapshot, task_count, more = row
+    page = Page(b"".join((b"[", tasks_json, b"]")), (last_value, last_id) if more else None)
+    if cache is not None:
+        cache.put(key, CachedPage(page, str(snapshot, "ascii"), task_count))
+    return page
 
 
 @dataclass(frozen=True)
