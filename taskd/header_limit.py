@@ -79,11 +79,13 @@ class HeaderLimitedStream(IOStream):
 
 async def _refuse(connection: socket.socket) -> None:
     stream = IOStream(connection)
-    with contextlib.suppress(StreamClosedError, TimeoutError, OSError):
-        await stream.write(RESPONSE)
-        connection.shutdown(socket.SHUT_WR)
-        discarded = 0
-        async with asyncio.timeout(LINGER_SECONDS):
-            while discarded < LINGER_MAX_BYTES:
-                discarded += len(await stream.read_bytes(_READ_CHUNK, partial=True))
-    stream.close()
+    try:
+        with contextlib.suppress(StreamClosedError, TimeoutError, OSError):
+            await stream.write(RESPONSE)
+            connection.shutdown(socket.SHUT_WR)
+            discarded = 0
+            async with asyncio.timeout(LINGER_SECONDS):
+                while discarded < LINGER_MAX_BYTES:
+                    discarded += len(await stream.read_bytes(_READ_CHUNK, partial=True))
+    finally:
+        stream.close()

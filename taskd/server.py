@@ -29,13 +29,13 @@ MAX_STREAMED_BODY = 1024 * 1024
 # A connection is closed when its next request's headers have not all arrived this long after
 # it was opened or its last response went out (however steadily a slow client trickles them),
 IDLE_CONNECTION_TIMEOUT = 60.0
-# and when a request's body has not all arrived this long after its headers. Tornado reads the
-# body before the handler runs, and the handlers take a database connection only after that.
+# and when a request's body has not all arrived this long after its headers. Meanwhile it holds
+# no database connection: handlers take one for their work only once the body is in.
 BODY_TIMEOUT = 30.0
 METRICS_REFRESH_MS = 1000
 
 
-class HTTPServer(DrainingHTTPServer):
+class TaskdServer(DrainingHTTPServer):
     """taskd's HTTP server: drains on stop, and answers an oversized header block with 431."""
 
     def handle_stream(self, stream: IOStream, address: tuple[object, ...]) -> None:
@@ -47,9 +47,9 @@ def make_server(
     *,
     idle_timeout: float = IDLE_CONNECTION_TIMEOUT,
     body_timeout: float = BODY_TIMEOUT,
-) -> HTTPServer:
+) -> TaskdServer:
     """The server for `app`; tests shorten its timeouts."""
-    return HTTPServer(
+    return TaskdServer(
         app,
         max_header_size=MAX_HEADER_BYTES,
         max_body_size=MAX_STREAMED_BODY,
