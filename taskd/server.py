@@ -10,12 +10,15 @@ from collections.abc import Callable
 
 from psycopg_pool import AsyncConnectionPool
 from tornado.ioloop import PeriodicCallback
+from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
+from tornado.web import Application
 
 from taskd.app import make_app
 from taskd.config import Settings
 from taskd.db.pool import make_pool, open_pool
 from taskd.drain import DrainingHTTPServer
+from taskd.header_limit import MAX_HEADER_BYTES, HeaderLimitedStream
 from taskd.metrics import Metrics
 
 log = logging.getLogger("taskd")
@@ -23,9 +26,36 @@ log = logging.getLogger("taskd")
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 # Bodies are capped at 64 KiB by the handlers (413); past this, Tornado drops the connection.
 MAX_STREAMED_BODY = 1024 * 1024
+# A connection is closed when its next request's headers have not all arrived this long after
+# it was opened or its last response went out (however steadily a slow client trickles them),
 IDLE_CONNECTION_TIMEOUT = 60.0
+# and when a request's body has not all arrived this long after its headers. Meanwhile it holds
+# no database connection: handlers take one for their work only once the body is in.
 BODY_TIMEOUT = 30.0
 METRICS_REFRESH_MS = 1000
+
+
+class TaskdServer(DrainingHTTPServer):
+    """taskd's HTTP server: drains on stop, and answers an oversized header block with 431."""
+
+    def handle_stream(self, stream: IOStream, address: tuple[object, ...]) -> None:
+        super().handle_stream(HeaderLimitedStream.taking_over(stream), address)
+
+
+def make_server(
+    app: Application,
+    *,
+    idle_timeout: float = IDLE_CONNECTION_TIMEOUT,
+    body_timeout: float = BODY_TIMEOUT,
+) -> TaskdServer:
+    """The server for `app`; tests shorten its timeouts."""
+    return TaskdServer(
+        app,
+        max_header_size=MAX_HEADER_BYTES,
+        max_body_size=MAX_STREAMED_BODY,
+        idle_connection_timeout=idle_timeout,
+        body_timeout=body_timeout,
+    )
 
 
 def listen(settings: Settings) -> list[socket.socket]:
@@ -85,12 +115,7 @@ async def _serve_with(
     on_stopping: Callable[[], None],
 ) -> None:
     app = make_app(settings, pool)
-    server = DrainingHTTPServer(
-        app,
-        max_body_size=MAX_STREAMED_BODY,
-        idle_connection_timeout=IDLE_CONNECTION_TIMEOUT,
-        body_timeout=BODY_TIMEOUT,
-    )
+    server = make_server(app)
     metrics: Metrics = app.settings["metrics"]
 
     def refresh_metrics() -> None:
