@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SOURCES := setup.py $(shell find taskd sql migrations -type f -not -path '*/__pycache__/*')
 export TASKD_DATA_DIR ?= $(CURDIR)/.taskd
 
-.PHONY: run test lint typecheck check check-install check-unit clean bench bench-compare fuzz
+.PHONY: run test test-pgbouncer lint typecheck check check-install check-unit clean bench bench-compare fuzz
 
 # A non-editable install, so the tests exercise exactly what `pip install .` ships.
 $(STAMP): $(SOURCES)
@@ -19,6 +19,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest tests
+
+# The suite again with the app behind PgBouncer in transaction mode (Debian's pgbouncer), on the
+# server TASKD_TEST_DATABASE_URL names (default postgresql://postgres@127.0.0.1:5432/postgres).
+test-pgbouncer: $(STAMP)
+	bash tests/pgbouncer.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -3,6 +3,11 @@
 The server is the one `TASKD_TEST_DATABASE_URL` names (for example the local PostgreSQL at
 postgresql://postgres@127.0.0.1:5432/postgres), else an embedded one started for this run.
 Each run creates its own database there, migrates it, and drops it at the end.
+
+With `TASKD_TEST_PGBOUNCER_URL` (a PgBouncer in transaction mode in front of that server, as
+`make test-pgbouncer` starts one), the app and the tests' own connections reach the database
+through PgBouncer, with prepared statements off as the README advises; creating, migrating and
+dropping databases still goes straight to the server (see `through_pgbouncer`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,26 @@ from taskd.config import Settings, load_settings
 from taskd.db.pool import make_pool, open_pool
 
 SECRET = "test-secret-" + "x" * 32
+PGBOUNCER_URL = os.environ.get("TASKD_TEST_PGBOUNCER_URL")
+# What a deployment behind a transaction pooler sets (README: behind PgBouncer or Neon's pooler).
+POOLER_SETTINGS = {"TASKD_PREPARE_THRESHOLD": "none"} if PGBOUNCER_URL else {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "direct_postgres(reason): leans on session state that a transaction pooler does not"
+        " keep; skipped when the run goes through PgBouncer (TASKD_TEST_PGBOUNCER_URL)",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if not PGBOUNCER_URL:
+        return
+    for item in items:
+        marker = item.get_closest_marker("direct_postgres")
+        if marker:
+            item.add_marker(pytest.mark.skip(reason=f"not through PgBouncer: {marker.args[0]}"))
 
 
 def _server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -76,13 +101,28 @@ def database_url(create_database: Any) -> str:
     """The migrated database shared by this run's API tests (each test uses fresh users)."""
     url: str = create_database()
     migrate.apply(url)
-    return url
+    return through_pgbouncer(url)
+
+
+def through_pgbouncer(url: str) -> str:
+    """The URL the app and the tests use for a database that `create_database` made: through
+    PgBouncer when the run has one. Migrations still go straight to the server, as the README
+    advises: yoyo's own connection prepares statements whatever TASKD_PREPARE_THRESHOLD says,
+    which fails behind PgBouncer ("prepared statement "_pg3_0" already exists")."""
+    if not PGBOUNCER_URL:
+        return url
+    return with_database(PGBOUNCER_URL, urlsplit(url).path.lstrip("/"))
 
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     return load_settings(
-        environ={"DATABASE_URL": database_url, "BETTER_AUTH_SECRET": SECRET, "TASKD_POOL_MAX": "4"}
+        environ={
+            "DATABASE_URL": database_url,
+            "BETTER_AUTH_SECRET": SECRET,
+            "TASKD_POOL_MAX": "4",
+            **POOLER_SETTINGS,
+        }
     )
 
 
@@ -222,4 +262,9 @@ def spawn(environ: dict[str, str], workdir: Path) -> Iterator[Any]:
 @pytest.fixture
 def external_env(environ: dict[str, str], database_url: str) -> dict[str, str]:
     """A valid configuration on the migrated test database."""
-    return {**environ, "DATABASE_URL": database_url, "BETTER_AUTH_SECRET": SECRET}
+    return {
+        **environ,
+        "DATABASE_URL": database_url,
+        "BETTER_AUTH_SECRET": SECRET,
+        **POOLER_SETTINGS,
+    }
