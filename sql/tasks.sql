@@ -75,18 +75,24 @@ AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
 AND (%(pattern)s::text IS NULL
      OR title ILIKE %(pattern)s::text OR description ILIKE %(pattern)s::text)
 
+-- fragment: created_us
+-- created_at as microseconds since 1970, an integer that is cheap to send and compare
+(extract(epoch FROM created_at) * 1000000)::bigint
+
 -- name: list_tasks
 -- One page in keyset order, as the comma-separated stored JSON of its tasks (the caller adds the
 -- brackets): one value instead of a row per task, UTF-8 bytes sent as they are. Also the
 -- (sort value, id) of the page's last row, the snapshot it was read in and the user's number of
--- tasks then (see tasks_unchanged), and whether another row follows it.
+-- tasks then (see tasks_changed_since), whether another row follows the page, and
+-- {row_arrays}: for the orders a cached page can be patched in, each row's id, created_us and
+-- length of JSON, in page order (taskd/page_cache.py); NULLs for the others.
 -- The index on ({sort_column}, id) hands the rows over in order; the aggregates take them in that
 -- order, as PostgreSQL does for input from a sorted subquery (docs, "Aggregate Expressions"),
 -- which spares an ORDER BY inside the aggregate: a second sort of the whole page.
 -- {sort_column}, {direction} and {after} come from the fixed table SORTS in taskd/db/tasks.py,
 -- one variant of this query per allowed sort, made at load time.
 WITH page AS (
-    SELECT {task_json} AS task, {sort_column} AS sort_value, id
+    SELECT {task_json} AS task, {sort_column} AS sort_value, id, {created_us} AS created_us
     FROM tasks
     WHERE {list_filter}
       AND (%(after_id)s::bigint IS NULL
@@ -95,7 +101,8 @@ WITH page AS (
     LIMIT %(limit)s::bigint
 ), summary AS (
     SELECT string_agg(task, ',') AS tasks, count(*) AS size,
-           (array_agg(sort_value))[count(*)] AS last_value, (array_agg(id))[count(*)] AS last_id
+           (array_agg(sort_value))[count(*)] AS last_value, (array_agg(id))[count(*)] AS last_id,
+           {row_arrays}
     FROM page
 )
 SELECT coalesce(tasks, ''), last_value, last_id,
@@ -106,20 +113,37 @@ SELECT coalesce(tasks, ''), last_value, last_id,
            WHERE {list_filter} AND ({sort_column}, id) {after} (last_value, last_id)
            ORDER BY {sort_column} {direction}, id {direction}
            LIMIT 1
-       ) IS NOT NULL
+       ) IS NOT NULL,
+       ids, created_us, sizes
 FROM summary;
 
--- name: tasks_unchanged
--- Whether the user's tasks are still exactly those the snapshot %(snapshot)s saw, when they were
--- %(task_count)s: a write stamps its row with its transaction (changed_xid, migration 0004), so
--- a write that snapshot did not see leaves a row it cannot see, and a delete leaves fewer rows.
-SELECT NOT EXISTS (
-           SELECT FROM tasks
+-- name: tasks_changed_since
+-- What changed in the user's tasks since the snapshot %(snapshot)s: this statement's snapshot,
+-- the user's number of tasks now, the ids deleted through the API, and the tasks written (up to
+-- 100, then one more to say there are more) as ids, created_us and JSON texts. A write stamps
+-- its row with its transaction (changed_xid, migration 0004), so a write that snapshot did not
+-- see leaves a row it cannot see, in whatever order the writers committed.
+WITH since AS (
+    SELECT %(snapshot)s::pg_snapshot AS snapshot
+), written AS (
+    SELECT id, {created_us} AS created_us, {task_json} AS task
+    FROM tasks, since
+    WHERE user_id = %(user_id)s
+      AND changed_xid >= pg_snapshot_xmin(since.snapshot)
+      AND NOT pg_visible_in_snapshot(changed_xid, since.snapshot)
+    LIMIT 101
+)
+SELECT pg_current_snapshot()::text,
+       (SELECT count(*) FROM tasks WHERE user_id = %(user_id)s),
+       ARRAY(
+           SELECT id FROM task_tombstones, since
            WHERE user_id = %(user_id)s
-             AND changed_xid >= pg_snapshot_xmin(%(snapshot)s::pg_snapshot)
-             AND NOT pg_visible_in_snapshot(changed_xid, %(snapshot)s::pg_snapshot)
-       )
-       AND (SELECT count(*) FROM tasks WHERE user_id = %(user_id)s) = %(task_count)s::bigint;
+             AND deleted_xid >= pg_snapshot_xmin(since.snapshot)
+             AND NOT pg_visible_in_snapshot(deleted_xid, since.snapshot)
+       ),
+       ARRAY(SELECT id FROM written),
+       ARRAY(SELECT created_us FROM written),
+       ARRAY(SELECT task FROM written);
 
 -- name: task_changes
 -- One page of the change feed: tasks written and tasks deleted by transactions that the

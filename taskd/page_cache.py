@@ -1,36 +1,121 @@
-"""List pages kept by a worker, served again only once the database confirms nothing changed.
+"""List pages kept by a worker, served again only once the database confirms what changed.
 
 A page of 1000 tasks is a few hundred KB that PostgreSQL builds and sends on every request, while
-clients mostly ask again for a list that has not changed. So each worker keeps the pages it
-served lately, with the snapshot they were read in and how many tasks the user had then, and
-before serving one again asks PostgreSQL (an index lookup, not the page) whether the user's tasks
-are still exactly what that snapshot saw: every write stamps its row with its transaction id
-(migration 0004), so a write the snapshot did not see leaves a row it cannot see, and a delete
-leaves fewer rows. Nothing is served that the database would not serve at that moment.
+clients mostly ask again for a list that has not changed, or has changed in a task or two. So
+each worker keeps the pages it served lately, with the snapshot they were read in and how many
+tasks the user had then. Before serving one again it asks PostgreSQL what changed since that
+snapshot (index lookups, not the page): every write stamps its row with its transaction id
+(migration 0004), so the rows that snapshot could not see are exactly the tasks written since,
+in whatever order their writers committed, and deletes through the API leave tombstones. Nothing
+changed: the page is served as it is. A whole list in created_at order with a few tasks changed:
+the page is patched (created_at never changes, so the others keep their places) and checked
+against the user's task count, which also catches a delete that left no tombstone. Anything
+else is read again in full.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from datetime import datetime
 
-if TYPE_CHECKING:
-    from taskd.db.tasks import Page
+# More tasks written than this since a page was read: read it again rather than patch it.
+MAX_PATCH = 100
+
+
+SortValue = datetime | str
+
+
+@dataclass(frozen=True)
+class Page:
+    """A JSON array of tasks, and where the next page starts when there is one."""
+
+    json: bytes
+    next_after: tuple[SortValue, int] | None
+
+
+@dataclass(frozen=True)
+class PageRows:
+    """A page's tasks in page order: id, created_at in microseconds, and JSON text."""
+
+    ids: list[int]
+    created_us: list[int]
+    tasks: list[bytes]
 
 
 @dataclass(frozen=True)
 class CachedPage:
-    """A page as served, with the snapshot it was read in and the user's task count then."""
+    """A page as served, with the snapshot it was read in and the user's task count then, and
+    its rows when it is all of the user's tasks in created_at order (`descending` or not)."""
 
     page: Page
     snapshot: str
     task_count: int
+    rows: PageRows | None = None
+    descending: bool = False
+
+    @property
+    def size(self) -> int:
+        return len(self.page.json) * (2 if self.rows is not None else 1)
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What tasks_changed_since found: the statement's snapshot, the user's task count, the ids
+    deleted through the API, and the tasks written (at most MAX_PATCH + 1)."""
+
+    snapshot: str
+    task_count: int
+    deleted: list[int]
+    written: PageRows
+
+
+def page_rows(
+    body: bytes, ids: list[int], created_us: list[int], sizes: list[int]
+) -> PageRows | None:
+    """The rows of a page's JSON array `body`, cut by the byte lengths of its elements; None
+    when they do not add up (lengths counted in a database encoding other than UTF-8)."""
+    if sum(sizes) + max(len(sizes) - 1, 0) != len(body) - 2:
+        return None
+    tasks = []
+    start = 1
+    for size in sizes:
+        tasks.append(body[start : start + size])
+        start += size + 1
+    return PageRows(ids, created_us, tasks)
+
+
+def refreshed(cached: CachedPage, changes: Changes, limit: int) -> CachedPage | None:
+    """`cached`, a page of at most `limit` tasks, brought up to `changes`; or None when the page
+    must be read again."""
+    written = changes.written
+    if not written.ids and changes.task_count == cached.task_count:
+        # Nothing written, and no task the page holds deleted (the count would be lower).
+        return replace(cached, snapshot=changes.snapshot)
+    rows = cached.rows
+    if rows is None or len(written.ids) > MAX_PATCH:
+        return None
+    by_id = dict(zip(rows.ids, zip(rows.created_us, rows.tasks, strict=True), strict=True))
+    for task_id in changes.deleted:
+        by_id.pop(task_id, None)
+    by_id.update(zip(written.ids, zip(written.created_us, written.tasks, strict=True), strict=True))
+    if len(by_id) != changes.task_count or len(by_id) > limit:
+        return None
+    order = sorted(by_id, key=lambda task_id: (by_id[task_id][0], task_id))
+    if cached.descending:
+        order.reverse()
+    patched = PageRows(
+        order, [by_id[task_id][0] for task_id in order], [by_id[task_id][1] for task_id in order]
+    )
+    body = b"".join((b"[", b",".join(patched.tasks), b"]"))
+    return CachedPage(
+        Page(body, None), changes.snapshot, changes.task_count, patched, cached.descending
+    )
 
 
 class PageCache:
-    """Least recently used pages, up to `max_bytes` of page JSON; 0 keeps none."""
+    """Least recently used pages, up to `max_bytes`; 0 keeps none."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -45,19 +130,18 @@ class PageCache:
 
     def put(self, key: Hashable, cached: CachedPage) -> None:
         self.discard(key)
-        size = len(cached.page.json)
-        if size > self.max_bytes:
+        if cached.size > self.max_bytes:
             return
         self._pages[key] = cached
-        self._bytes += size
+        self._bytes += cached.size
         while self._bytes > self.max_bytes:
             _, evicted = self._pages.popitem(last=False)
-            self._bytes -= len(evicted.page.json)
+            self._bytes -= evicted.size
 
     def discard(self, key: Hashable) -> None:
         cached = self._pages.pop(key, None)
         if cached is not None:
-            self._bytes -= len(cached.page.json)
+            self._bytes -= cached.size
 
     def __len__(self) -> int:
         return len(self._pages)

@@ -13,7 +13,16 @@ import pytest
 from conftest import body, new_user_id
 
 from taskd.db import tasks
-from taskd.page_cache import CachedPage, PageCache
+from taskd.page_cache import (
+    MAX_PATCH,
+    CachedPage,
+    Changes,
+    Page,
+    PageCache,
+    PageRows,
+    page_rows,
+    refreshed,
+)
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -30,7 +39,7 @@ async def seeded(conn: Conn, user: int, count: int = 3) -> list[int]:
     return ids
 
 
-def titles(page: tasks.Page) -> list[str]:
+def titles(page: Page) -> list[str]:
     return [task["title"] for task in orjson.loads(page.json)]
 
 
@@ -117,6 +126,71 @@ async def test_a_write_that_commits_after_the_page_was_read_is_listed_once_it_co
     assert after.json == uncached.json != during.json
 
 
+async def test_a_task_whose_transaction_began_earlier_is_patched_in_by_created_at(
+    database_url, user_id
+):
+    """created_at is when a transaction began: a task committed last can belong mid-list."""
+    cache = PageCache(1024 * 1024)
+    async with await connect(database_url) as reader, await connect(database_url) as writer:
+        await seeded(reader, user_id, 2)
+        await writer.execute("BEGIN")
+        await writer.execute("SELECT now()")
+        await tasks.create_task(reader, user_id=user_id, title="later", description="")
+        before = await tasks.list_tasks(reader, user_id=user_id, limit=50, cache=cache)
+        await tasks.create_task(writer, user_id=user_id, title="earlier", description="")
+        await writer.execute("COMMIT")
+        after = await tasks.list_tasks(reader, user_id=user_id, limit=50, cache=cache)
+        uncached = await tasks.list_tasks(reader, user_id=user_id, limit=50)
+    assert titles(before) == ["later", "task 1", "task 0"]
+    assert titles(after) == ["later", "earlier", "task 1", "task 0"] == titles(uncached)
+    assert after.json == uncached.json
+
+
+@pytest.mark.parametrize("sort", ["created_at", "-created_at"])
+async def test_a_patched_page_is_the_page_the_database_would_send(database_url, user_id, sort):
+    cache = PageCache(1024 * 1024)
+    async with await connect(database_url) as conn:
+        ids = await seeded(conn, user_id, 5)
+        await tasks.list_tasks(conn, user_id=user_id, sort=sort, limit=50, cache=cache)
+        await tasks.update_task(conn, user_id=user_id, task_id=ids[1], title='ünïcode ✓ "q"')
+        await tasks.delete_task(conn, user_id=user_id, task_id=ids[3])
+        created = await tasks.create_task(conn, user_id=user_id, title="new", description="")
+        await tasks.delete_task(conn, user_id=user_id, task_id=created.id)
+        await tasks.create_task(conn, user_id=user_id, title="newer", description="d")
+        patched = await tasks.list_tasks(conn, user_id=user_id, sort=sort, limit=50, cache=cache)
+        uncached = await tasks.list_tasks(conn, user_id=user_id, sort=sort, limit=50)
+    assert patched.json == uncached.json
+    assert patched.next_after is None
+
+
+async def test_a_page_that_would_outgrow_its_limit_is_read_again(database_url, user_id):
+    cache = PageCache(1024 * 1024)
+    async with await connect(database_url) as conn:
+        await seeded(conn, user_id, 3)
+        full = await tasks.list_tasks(conn, user_id=user_id, limit=3, cache=cache)
+        await tasks.create_task(conn, user_id=user_id, title="fourth", description="")
+        after = await tasks.list_tasks(conn, user_id=user_id, limit=3, cache=cache)
+    assert full.next_after is None
+    assert titles(after) == ["fourth", "task 2", "task 1"]
+    assert after.next_after is not None
+
+
+async def test_many_tasks_written_at_once_are_read_again_in_full(database_url, user_id):
+    cache = PageCache(8 * 1024 * 1024)
+    async with await connect(database_url) as conn:
+        await seeded(conn, user_id, 2)
+        await tasks.list_tasks(conn, user_id=user_id, limit=1000, cache=cache)
+        await conn.execute(
+            "INSERT INTO tasks (user_id, title) SELECT %s, 'bulk ' || n"
+            " FROM generate_series(1, %s) AS n",
+            [user_id, MAX_PATCH + 5],
+        )
+        after = await tasks.list_tasks(conn, user_id=user_id, limit=1000, cache=cache)
+        uncached = await tasks.list_tasks(conn, user_id=user_id, limit=1000)
+    assert after.json == uncached.json
+    assert len(orjson.loads(after.json)) == MAX_PATCH + 7
+
+
 async def test_each_page_and_filter_is_cached_apart(database_url, user_id):
     cache = PageCache(1024 * 1024)
     async with await connect(database_url) as conn:
@@ -169,7 +243,7 @@ async def test_the_api_lists_every_change_between_identical_requests(api, user_i
 
 
 def cached(size: int) -> CachedPage:
-    return CachedPage(tasks.Page(b"x" * size, None), "1:1:", 0)
+    return CachedPage(Page(b"x" * size, None), "1:1:", 0)
 
 
 def test_the_cache_keeps_the_most_recently_used_pages_within_its_budget():
@@ -194,3 +268,79 @@ def test_a_budget_of_zero_keeps_nothing():
     cache = PageCache(0)
     cache.put("a", cached(1))
     assert len(cache) == 0
+
+
+# refreshed() and page_rows() on their own
+
+
+def rows(*tasks_: tuple[int, int]) -> PageRows:
+    """Rows of (id, created_us), each task's JSON naming its id."""
+    return PageRows(
+        [task_id for task_id, _ in tasks_],
+        [created for _, created in tasks_],
+        [f'{{"id":{task_id}}}'.encode() for task_id, _ in tasks_],
+    )
+
+
+def whole_list(*tasks_: tuple[int, int], descending: bool = True) -> CachedPage:
+    page_rows_ = rows(*tasks_)
+    body = b"[" + b",".join(page_rows_.tasks) + b"]"
+    return CachedPage(Page(body, None), "10:10:", len(tasks_), page_rows_, descending)
+
+
+def changes(count: int, *written: tuple[int, int], deleted: tuple[int, ...] = ()) -> Changes:
+    return Changes("20:20:", count, list(deleted), rows(*written))
+
+
+def listed_ids(page: CachedPage | None) -> list[int]:
+    assert page is not None
+    return [task["id"] for task in orjson.loads(page.page.json)]
+
+
+def test_nothing_written_and_the_same_count_keeps_the_page():
+    cached_page = whole_list((2, 200), (1, 100))
+    fresh = refreshed(cached_page, changes(2), limit=50)
+    assert fresh is not None and fresh.page is cached_page.page
+    assert fresh.snapshot == "20:20:"
+
+
+def test_written_tasks_replace_theirs_and_new_ones_go_by_created_at():
+    cached_page = whole_list((3, 300), (2, 200), (1, 100))
+    fresh = refreshed(cached_page, changes(4, (2, 200), (9, 150)), limit=50)
+    assert listed_ids(fresh) == [3, 2, 9, 1]
+    ascending = whole_list((1, 100), (2, 200), descending=False)
+    assert listed_ids(refreshed(ascending, changes(3, (5, 100)), limit=50)) == [1, 5, 2]
+
+
+def test_deleted_tasks_leave_the_page():
+    cached_page = whole_list((3, 300), (2, 200), (1, 100))
+    assert listed_ids(refreshed(cached_page, changes(2, deleted=(2,)), limit=50)) == [3, 1]
+    fresh = refreshed(cached_page, changes(3, (4, 400), deleted=(2,)), limit=50)
+    assert listed_ids(fresh) == [4, 3, 1]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        changes(3, (4, 400)),  # a delete without a tombstone: one task too many
+        changes(4, (4, 400)),  # more than the limit of 3
+        changes(3 + MAX_PATCH + 1, *((n, n) for n in range(10, 11 + MAX_PATCH))),
+    ],
+    ids=["count", "limit", "many"],
+)
+def test_a_page_that_cannot_be_patched_is_read_again(change):
+    cached_page = whole_list((3, 300), (2, 200), (1, 100))
+    assert refreshed(cached_page, change, limit=3 if change.task_count == 4 else 500) is None
+
+
+def test_a_page_without_rows_is_read_again_once_anything_changed():
+    cached_page = CachedPage(Page(b"[]", None), "10:10:", 0)
+    assert refreshed(cached_page, changes(1, (1, 100)), limit=50) is None
+
+
+def test_page_rows_cuts_the_page_at_its_elements():
+    body = b'[{"id":1,"t":"a,b"},{"id":22}]'
+    cut = page_rows(body, [1, 22], [5, 4], [18, 9])
+    assert cut is not None and cut.tasks == [b'{"id":1,"t":"a,b"}', b'{"id":22}']
+    assert page_rows(b"[]", [], [], []) == PageRows([], [], [])
+    assert page_rows(body, [1, 22], [5, 4], [17, 9]) is None

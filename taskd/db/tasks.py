@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -12,7 +11,16 @@ from psycopg.adapt import Loader
 from psycopg.pq import Format
 
 from taskd.db.queries import Query, load_queries
-from taskd.page_cache import CachedPage, PageCache
+from taskd.page_cache import (
+    CachedPage,
+    Changes,
+    Page,
+    PageCache,
+    PageRows,
+    SortValue,
+    page_rows,
+    refreshed,
+)
 
 _QUERIES = load_queries("tasks.sql")
 
@@ -27,14 +35,24 @@ SORTS: dict[str, tuple[str, str, str]] = {
 }
 DEFAULT_SORT = "-created_at"
 
+# A cached page in created_at order can be patched (taskd/page_cache.py): for those orders the
+# list query also sends each row's id, created_at and JSON length.
+_ROW_ARRAYS = {
+    True: "array_agg(id) AS ids, array_agg(created_us) AS created_us, "
+    "array_agg(octet_length(task)) AS sizes",
+    False: "NULL::bigint[] AS ids, NULL::bigint[] AS created_us, NULL::int[] AS sizes",
+}
+
 _LIST_QUERIES: dict[str, Query] = {
     sort: _QUERIES["list_tasks"].variant(
-        f"list_tasks[{sort}]", sort_column=column, direction=direction, after=after
+        f"list_tasks[{sort}]",
+        sort_column=column,
+        direction=direction,
+        after=after,
+        row_arrays=_ROW_ARRAYS[column == "created_at"],
     )
     for sort, (column, direction, after) in SORTS.items()
 }
-
-SortValue = datetime | str
 
 # Deleted tasks stay visible to the change feed this long; older feed tokens must resync.
 TOMBSTONE_RETENTION_DAYS = 30
@@ -48,14 +66,6 @@ class _TextAsBuffer(Loader):
 
     def load(self, data: Buffer) -> Buffer:
         return data
-
-
-@dataclass(frozen=True)
-class Page:
-    """A JSON array of tasks, and where the next page starts when there is one."""
-
-    json: bytes
-    next_after: tuple[SortValue, int] | None
 
 
 @dataclass(frozen=True)
@@ -166,16 +176,14 @@ async def list_tasks(
     cache: PageCache | None = None,
 ) -> Page:
     """One page of tasks in `sort` order, starting after the (sort value, id) `after`; from
-    `cache` when the database confirms the user's tasks have not changed since it was read."""
+    `cache`, brought up to date, when the database says little or nothing changed."""
     key = (user_id, sort, completed, pattern, after, limit)
     cached = cache.get(key) if cache is not None else None
-    if cached is not None:
-        unchanged = _QUERIES["tasks_unchanged"]
-        params = unchanged.bind(
-            user_id=user_id, snapshot=cached.snapshot, task_count=cached.task_count
-        )
-        if await _fetch_value(conn, unchanged, params):
-            return cached.page
+    if cache is not None and cached is not None:
+        fresh = refreshed(cached, await _changes_since(conn, user_id, cached.snapshot), limit)
+        if fresh is not None:
+            cache.put(key, fresh)
+            return fresh.page
     query = _LIST_QUERIES[sort]
     after_value, after_id = after if after is not None else (None, None)
     params = query.bind(
@@ -193,11 +201,26 @@ async def list_tasks(
     await cursor.execute(query.sql, params)
     row = await cursor.fetchone()
     assert row is not None
-    tasks_json, last_value, last_id, snapshot, task_count, more = row
+    tasks_json, last_value, last_id, snapshot, task_count, more, ids, created_us, sizes = row
     page = Page(b"".join((b"[", tasks_json, b"]")), (last_value, last_id) if more else None)
     if cache is not None:
-        cache.put(key, CachedPage(page, str(snapshot, "ascii"), task_count))
+        whole_list = ids is not None and not more and after is None
+        rows = None
+        if whole_list and completed is None and pattern is None:
+            rows = page_rows(page.json, ids, created_us, sizes)
+        descending = SORTS[sort][1] == "DESC"
+        cache.put(key, CachedPage(page, str(snapshot, "ascii"), task_count, rows, descending))
     return page
+
+
+async def _changes_since(conn: AsyncConnection, user_id: int, snapshot: str) -> Changes:
+    query = _QUERIES["tasks_changed_since"]
+    cursor = await conn.execute(query.sql, query.bind(user_id=user_id, snapshot=snapshot))
+    row = await cursor.fetchone()
+    assert row is not None
+    now, task_count, deleted, ids, created_us, tasks = row
+    written = PageRows(ids, created_us, [task.encode() for task in tasks])
+    return Changes(now, task_count, deleted, written)
 
 
 @dataclass(frozen=True)
