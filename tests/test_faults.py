@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pgserver
@@ -38,6 +38,8 @@ ANSWER_SECONDS = DB_TIMEOUT + SILENCE_GRACE_SECONDS + 2.0
 # Long enough for every writer to meet the outage, even where it takes the grace to notice.
 OUTAGE_SECONDS = DB_TIMEOUT + SILENCE_GRACE_SECONDS + 0.5
 SETTLE_SECONDS = 5.0
+
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -129,12 +131,14 @@ class WriteLoad:
         return self.outcomes
 
 
-async def eventually(condition: Any, seconds: float = SETTLE_SECONDS) -> None:
-    """Wait until `condition()` holds; fail with its last value if it does not in time."""
+async def eventually(
+    observe: Callable[[], T], expected: Callable[[T], bool], seconds: float = SETTLE_SECONDS
+) -> None:
+    """Wait until what `observe()` returns is `expected`; fail showing the last observation."""
     deadline = time.monotonic() + seconds
-    while not (value := condition()) and time.monotonic() < deadline:
+    while not expected(seen := observe()) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    assert value, value
+    assert expected(seen), seen
 
 
 def app_backends(direct_url: str) -> list[str]:
@@ -151,20 +155,17 @@ def app_backends(direct_url: str) -> list[str]:
 async def assert_no_leak(pool: Any, direct_url: str) -> None:
     """The pool is back to idle, and the server holds no more than its connections, all idle."""
 
-    def pool_idle() -> bool | dict[str, int]:
-        stats = pool.get_stats()
-        idle = (
+    def pool_idle(stats: dict[str, int]) -> bool:
+        return (
             stats.get("requests_waiting", 0) == 0
             and 0 < stats["pool_available"] == stats["pool_size"] <= POOL_MAX
         )
-        return idle or stats
 
-    def server_idle() -> bool | list[str]:
-        states = app_backends(direct_url)
-        return (0 < len(states) <= POOL_MAX and set(states) == {"idle"}) or states
+    def server_idle(states: list[str]) -> bool:
+        return 0 < len(states) <= POOL_MAX and set(states) == {"idle"}
 
-    await eventually(pool_idle)
-    await eventually(server_idle)
+    await eventually(pool.get_stats, pool_idle)
+    await eventually(lambda: app_backends(direct_url), server_idle)
 
 
 def stored_task_ids(direct_url: str, user: int) -> set[int]:
@@ -259,7 +260,7 @@ async def test_cut_connection_is_503_then_recovers(outage, proxy, mode: CutMode)
 async def test_recovers_as_fast_after_an_outage_longer_than_the_pools_own_retries(outage, proxy):
     """psycopg_pool's own retries back off to minutes; past RECONNECT_SECONDS it stops them and
     a waiting request makes it try again, so a long outage does not mean a long recovery."""
-    await outage(lambda: proxy.cut("reset"), proxy.restore, seconds=RECONNECT_SECONDS + 4)
+    await outage(lambda: proxy.cut("reset"), proxy.restore, seconds=RECONNECT_SECONDS + 2.5)
 
 
 class TestClientsThatLeave:
@@ -270,12 +271,15 @@ class TestClientsThatLeave:
     def settings(self, settings: Settings) -> Settings:
         return settings.replace(db_timeout=3.0, pool_max=1, pool_min=1)
 
-    async def send_and_leave(self, port: int, request: bytes, waiting: Any) -> None:
-        """Send `request`, wait until `waiting()` says it is stuck on the database, hang up."""
+    async def send_and_leave(
+        self, port: int, request: bytes, observe: Callable[[], T], stuck: Callable[[T], bool]
+    ) -> None:
+        """Send `request`, wait until what `observe()` returns shows it `stuck` on the
+        database, and hang up."""
         _, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(request)
         await writer.drain()
-        await eventually(waiting)
+        await eventually(observe, stuck)
         writer.close()
         await writer.wait_closed()
 
@@ -285,7 +289,10 @@ class TestClientsThatLeave:
         request = http_request("GET", f"/api/{user_id}/tasks", user_id)
         async with pool.connection():
             await self.send_and_leave(
-                http_server_port[1], request, lambda: pool.get_stats().get("requests_waiting") == 1
+                http_server_port[1],
+                request,
+                pool.get_stats,
+                lambda stats: stats.get("requests_waiting") == 1,
             )
         await assert_no_leak(pool, direct_url)
         after = await api.request("GET", f"/api/{user_id}/tasks", user=user_id)
@@ -304,12 +311,16 @@ class TestClientsThatLeave:
                 [user_id, task["id"]],
             )
             await self.send_and_leave(
-                http_server_port[1], request, lambda: "active" in app_backends(direct_url)
+                http_server_port[1],
+                request,
+                lambda: app_backends(direct_url),
+                lambda states: "active" in states,
             )
             await blocker.rollback()
         await assert_no_leak(pool, direct_url)
         after = await api.request("GET", f"/api/{user_id}/tasks/{task['id']}", user=user_id)
         assert after.code == 200
+        assert orjson.loads(after.body)["title"] == "changed"
 
 
 def http_request(method: str, path: str, user: int, payload: Any = None) -> bytes:
@@ -351,9 +362,25 @@ class TestPostgresRestart:
 
     @pytest.mark.parametrize("stop_mode", ["fast", "immediate"])
     async def test_restart_is_503_then_recovers(self, outage, cluster, stop_mode):
-        def stop() -> None:
-            pgserver.pg_ctl(
-                ["-w", "-m", stop_mode, "stop"], pgdata=cluster.pgdata, user=cluster.system_user
-            )
+        await outage(lambda: stop_server(cluster, stop_mode), cluster.ensure_postgres_running)
 
-        await outage(stop, cluster.ensure_postgres_running)
+    async def test_restart_while_idle_costs_no_request(self, api, pool, cluster, user_id):
+        """The server closed every idle connection of the pool: the first requests after the
+        restart get fresh ones, not errors (nor a wait for the stale ones to be found out)."""
+        await api.create(user_id)
+        await eventually(pool.get_stats, lambda stats: stats["pool_available"] >= 2)
+
+        def restart() -> None:
+            stop_server(cluster, "fast")
+            cluster.ensure_postgres_running()
+
+        await asyncio.get_running_loop().run_in_executor(None, restart)
+        for _ in range(3):
+            started = time.monotonic()
+            response = await api.request("GET", f"/api/{user_id}/tasks", user=user_id)
+            assert response.code == 200, response.body
+            assert time.monotonic() - started < DB_TIMEOUT
+
+
+def stop_server(cluster: Any, mode: str) -> None:
+    pgserver.pg_ctl(["-w", "-m", mode, "stop"], pgdata=cluster.pgdata, user=cluster.system_user)

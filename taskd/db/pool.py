@@ -48,7 +48,15 @@ def make_pool(settings: Settings, database_url: str) -> AsyncConnectionPool:
         await conn.execute("SELECT set_config('statement_timeout', %s, false)", [str(timeout_ms)])
         conn.prepare_threshold = settings.prepare_threshold
 
-    return AsyncConnectionPool(
+    async def check(conn: AsyncConnection) -> None:
+        """Before a connection is lent: one its server closed is replaced, not lent."""
+        if closed_by_server(conn):
+            # A server that closed one idle connection has most likely closed them all (it
+            # restarted): replace them all now, not one failed check (and a backoff) at a time.
+            await pool.drain()
+            raise psycopg.OperationalError("the server closed an idle connection")
+
+    pool = AsyncConnectionPool(
         conninfo(database_url),
         min_size=min(settings.pool_min, max_size),
         max_size=max_size,
@@ -61,11 +69,12 @@ def make_pool(settings: Settings, database_url: str) -> AsyncConnectionPool:
             "application_name": f"taskd[{os.getpid()}]",
         },
         configure=configure,
-        check=drop_if_closed,
+        check=check,
         reconnect_timeout=RECONNECT_SECONDS,
         open=False,
         name="taskd",
     )
+    return pool
 
 
 async def open_pool(pool: AsyncConnectionPool, timeout: float) -> None:
@@ -74,18 +83,21 @@ async def open_pool(pool: AsyncConnectionPool, timeout: float) -> None:
     await pool.wait(timeout=timeout)
 
 
-async def drop_if_closed(conn: AsyncConnection) -> None:
-    """The pool's check before it lends a connection: one its server closed while it sat idle (a
-    restart, a cut connection) raises, and the pool replaces it instead of failing a request.
+def closed_by_server(conn: AsyncConnection) -> bool:
+    """Whether the server closed this idle connection (a restart, a cut connection).
 
     An idle connection has nothing to read unless its server closed it or sent a notice. Reading
-    what is there marks a closed connection broken; it costs no round trip, unlike psycopg's own
-    check (which would also wait forever on a silent server).
+    what is there tells which, with no round trip (and no wait on a server gone silent), unlike
+    psycopg's own check.
     """
-    poller = select.poll()
-    poller.register(conn.fileno(), select.POLLIN)
-    while poller.poll(0):
-        conn.pgconn.consume_input()
+    try:
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN)
+        while poller.poll(0):
+            conn.pgconn.consume_input()
+    except psycopg.OperationalError:
+        return True
+    return False
 
 
 def _sever(conn: AsyncConnection) -> None:
