@@ -1,12 +1,14 @@
 """A TCP proxy between taskd and PostgreSQL that a test can cut and restore.
 
-Two ways to cut:
+Three ways to cut:
 
 - "reset": every connection through the proxy is reset, and new ones are reset as soon as they
   are accepted. The database looks down: crashed, restarting, unreachable.
 - "blackhole": connections are accepted and stay open, but nothing passes either way. The
   database looks silent: a network partition, a frozen server. On restore the bytes held back
   pass on, as TCP would retransmit them once a partition heals.
+- "stall_new": the connections already open work; new ones are accepted but held, unanswered,
+  until the restore: a server that can no longer start sessions.
 
 The proxy runs its own event loop in a thread, so it keeps forwarding while a test blocks its own.
 """
@@ -23,7 +25,7 @@ from urllib.parse import quote
 
 from psycopg.conninfo import conninfo_to_dict
 
-CutMode = Literal["reset", "blackhole"]
+CutMode = Literal["reset", "blackhole", "stall_new"]
 CALL_TIMEOUT = 10.0
 CHUNK = 65536
 
@@ -41,6 +43,8 @@ class FaultProxy:
     async def _setup(self) -> None:
         self._flowing = asyncio.Event()
         self._flowing.set()
+        self._accepting = asyncio.Event()
+        self._accepting.set()
         self._links: set[asyncio.Task[None]] = set()
         self._transports: set[asyncio.WriteTransport] = set()
         self._server = await asyncio.start_server(self._link, "127.0.0.1", 0)
@@ -70,19 +74,23 @@ class FaultProxy:
 
     async def _cut(self, mode: CutMode) -> None:
         self._mode = mode
+        if mode == "reset":
+            self._reset_all()
+        else:
+            self._accepting.clear()
         if mode == "blackhole":
             self._flowing.clear()
-        else:
-            self._reset_all()
 
     async def _restore(self) -> None:
         self._mode = None
+        self._accepting.set()
         self._flowing.set()
 
     async def _close(self) -> None:
         self._server.close()
         await self._server.wait_closed()
         await self._cut("reset")
+        self._accepting.set()
         self._flowing.set()
         await asyncio.gather(*self._links)
 
@@ -101,7 +109,7 @@ class FaultProxy:
         try:
             if self._mode == "reset":
                 return
-            await self._flowing.wait()
+            await self._accepting.wait()
             if self._mode == "reset":
                 return
             server_in, server_out = await self._connect()

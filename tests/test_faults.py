@@ -263,6 +263,20 @@ async def test_recovers_as_fast_after_an_outage_longer_than_the_pools_own_retrie
     await outage(lambda: proxy.cut("reset"), proxy.restore, seconds=RECONNECT_SECONDS + 2.5)
 
 
+async def test_readiness_answers_in_time_when_new_connections_stall(api, pool, proxy):
+    """/readyz reads the migration state on a connection of its own, outside the pool: when new
+    connections get no answer it is a 503 in time, not a hang; and ready again after."""
+    proxy.cut("stall_new")
+    started = time.monotonic()
+    ready = await api.request("GET", "/readyz")
+    assert time.monotonic() - started < ANSWER_SECONDS
+    assert ready.code == 503, ready.body
+    assert ready.headers["Retry-After"].isdigit()
+    proxy.restore()
+    ready = await api.request("GET", "/readyz")
+    assert ready.code == 200, ready.body
+
+
 class TestClientsThatLeave:
     """A client that closes its socket while its request waits on the database leaks nothing:
     the request finishes, and its connection goes back to the pool."""

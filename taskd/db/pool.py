@@ -38,6 +38,11 @@ def conninfo(database_url: str) -> str:
     return database_url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
+def connect_timeout(deadline: float) -> int:
+    """libpq's connect_timeout for a deadline: whole seconds, at least one."""
+    return max(1, round(deadline))
+
+
 def make_pool(settings: Settings, database_url: str) -> AsyncConnectionPool:
     """One pool per worker process; TASKD_POOL_MAX is the total across the workers."""
     max_size = max(1, settings.pool_max // settings.workers)
@@ -64,7 +69,7 @@ def make_pool(settings: Settings, database_url: str) -> AsyncConnectionPool:
         max_waiting=settings.pool_max_waiting,
         kwargs={
             "autocommit": True,
-            "connect_timeout": max(1, round(settings.db_timeout)),
+            "connect_timeout": connect_timeout(settings.db_timeout),
             # Which worker holds which connection, as pg_stat_activity shows it.
             "application_name": f"taskd[{os.getpid()}]",
         },
