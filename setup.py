@@ -16,6 +16,8 @@ setup(
     install_requires=[
         "tornado>=6.4",
         "psycopg[binary,pool]>=3.2",
+        # AsyncConnectionPool.drain(), used by taskd/db/pool.py after a database restart
+        "psycopg-pool>=3.3",
         "pyjwt[crypto]>=2.13",
         "pydantic>=2.7",
         "yoyo-migrations>=9.0",

@@ -1,11 +1,19 @@
-"""The async connection pool: bounded acquire time and queue, so overload is a fast 503."""
+"""The async connection pool: bounded acquire time and queue, so overload is a fast 503.
+
+A database outage is a 503 as well, however the database fails: refusing connections, closing
+them (a restart), or going silent (a network partition, a frozen server). The pool replaces the
+connections it lost and recovers on its own once the database is back.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import select
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 
 import psycopg
 from psycopg import AsyncConnection
@@ -16,10 +24,23 @@ from taskd.errors import Unavailable
 
 log = logging.getLogger("taskd")
 
+# psycopg_pool retries a lost connection with a doubling delay for 5 minutes by default: after a
+# long outage its next try could come a minute after the database is back. Giving up sooner keeps
+# the delays short; a request that then finds the pool empty makes it try again at once.
+RECONNECT_SECONDS = 5.0
+# The server cancels a statement at the deadline (statement_timeout) itself; a unit of work still
+# running this much later is waiting on a server, or a network, that has stopped answering.
+SILENCE_GRACE_SECONDS = 1.0
+
 
 def conninfo(database_url: str) -> str:
     """psycopg takes libpq URLs; accept the SQLAlchemy-style scheme some users paste too."""
     return database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def connect_timeout(deadline: float) -> int:
+    """libpq's connect_timeout for a deadline: whole seconds, at least one."""
+    return max(1, round(deadline))
 
 
 def make_pool(settings: Settings, database_url: str) -> AsyncConnectionPool:
@@ -32,7 +53,15 @@ def make_pool(settings: Settings, database_url: str) -> AsyncConnectionPool:
         await conn.execute("SELECT set_config('statement_timeout', %s, false)", [str(timeout_ms)])
         conn.prepare_threshold = settings.prepare_threshold
 
-    return AsyncConnectionPool(
+    async def check(conn: AsyncConnection) -> None:
+        """Before a connection is lent: one its server closed is replaced, not lent."""
+        if closed_by_server(conn):
+            # A server that closed one idle connection has most likely closed them all (it
+            # restarted): replace them all now, not one failed check (and a backoff) at a time.
+            await pool.drain()
+            raise psycopg.OperationalError("the server closed an idle connection")
+
+    pool = AsyncConnectionPool(
         conninfo(database_url),
         min_size=min(settings.pool_min, max_size),
         max_size=max_size,
@@ -42,20 +71,58 @@ def make_pool(settings: Settings, database_url: str) -> AsyncConnectionPool:
             "autocommit": True,
             # List pages pass PostgreSQL's text through as UTF-8 bytes, whatever the server's.
             "client_encoding": "UTF8",
-            "connect_timeout": max(1, round(settings.db_timeout)),
+            "connect_timeout": connect_timeout(settings.db_timeout),
             # Which worker holds which connection, as pg_stat_activity shows it.
             "application_name": f"taskd[{os.getpid()}]",
         },
         configure=configure,
+        check=check,
+        reconnect_timeout=RECONNECT_SECONDS,
         open=False,
         name="taskd",
     )
+    return pool
 
 
 async def open_pool(pool: AsyncConnectionPool, timeout: float) -> None:
     """Open and wait for the first connections, so a bad DATABASE_URL fails at start-up."""
     await pool.open()
     await pool.wait(timeout=timeout)
+
+
+def closed_by_server(conn: AsyncConnection) -> bool:
+    """Whether the server closed this idle connection (a restart, a cut connection).
+
+    An idle connection has nothing to read unless its server closed it or sent a notice. Reading
+    what is there tells which, with no round trip (and no wait on a server gone silent), unlike
+    psycopg's own check.
+    """
+    try:
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN)
+        while poller.poll(0):
+            conn.pgconn.consume_input()
+    except psycopg.OperationalError:
+        return True
+    return False
+
+
+def _sever(conn: AsyncConnection) -> None:
+    """End a connection whose server stopped answering: the statement waiting on it fails at once
+    with OperationalError, and the pool replaces it. (Cancelling the task instead would make
+    psycopg ask the silent server to cancel the statement, and wait for it up to 10 s.)"""
+    with suppress(psycopg.Error, OSError), socket.socket(fileno=os.dup(conn.fileno())) as sock:
+        sock.shutdown(socket.SHUT_RDWR)
+        log.warning("the database did not answer in time: connection closed")
+
+
+@contextmanager
+def _severed_after(conn: AsyncConnection, seconds: float) -> Iterator[None]:
+    timer = asyncio.get_running_loop().call_later(seconds, _sever, conn)
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def _unavailable(detail: str, cause: Exception) -> Unavailable:
@@ -69,7 +136,8 @@ async def connection(pool: AsyncConnectionPool) -> AsyncIterator[AsyncConnection
     """One connection for one unit of work; any database outage becomes a 503."""
     try:
         async with pool.connection() as conn:
-            yield conn
+            with _severed_after(conn, pool.timeout + SILENCE_GRACE_SECONDS):
+                yield conn
     except (PoolTimeout, TooManyRequests) as error:
         raise _unavailable("The database is busy; retry shortly.", error) from None
     except psycopg.errors.QueryCanceled as error:
