@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
-from conftest import body, new_user_id
+from conftest import PGBOUNCER_URL, body, new_user_id
 
 from taskd.db import tasks
 from taskd.page_cache import (
@@ -28,7 +28,10 @@ Conn = psycopg.AsyncConnection[Any]
 
 
 async def connect(database_url: str) -> Conn:
-    return await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+    conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+    if PGBOUNCER_URL:  # as the app is configured behind a transaction pooler
+        conn.prepare_threshold = None
+    return conn
 
 
 async def seeded(conn: Conn, user: int, count: int = 3) -> list[int]:

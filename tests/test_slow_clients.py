@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import make_token
+from conftest import PGBOUNCER_URL, make_token
 from tornado.testing import bind_unused_port
 
 from taskd.server import make_server
@@ -157,7 +157,8 @@ async def test_a_stalled_body_holds_no_database_connection_and_is_closed(
 
     stats = pool.get_stats()
     assert stats["pool_size"] - stats["pool_available"] == 0, stats
-    assert await _connections_in_use(database_url) == 0
+    if not PGBOUNCER_URL:  # behind PgBouncer the server's sessions are PgBouncer's, not named
+        assert await _connections_in_use(database_url) == 0
     assert time.monotonic() - started < BODY_TIMEOUT  # all of that while the body was stalled
 
     assert await client.read_until_closed() == b""
