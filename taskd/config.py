@@ -179,7 +179,7 @@ OPTIONS: tuple[Option, ...] = (
         "--list-cache-mb",
         "16",
         _int_at_least(0, 4096),
-        "MiB of list pages each worker keeps, served again while unchanged; 0 keeps none",
+        "MiB of list pages each worker keeps and brings up to date; 0 keeps none",
     ),
     Option(
         "workers",

@@ -30,10 +30,13 @@ def _info(pid: int) -> ProcessInfo | None:
         return None
     # The name is in parentheses and may itself contain spaces or parentheses.
     name = text[text.index("(") + 1 : text.rindex(")")]
-    # The fields after the name, from the 3rd (state); utime and stime are the 14th and 15th.
+    # The fields after the name, from the 3rd (state); utime and stime are the 14th and 15th,
+    # cutime and cstime (its children's, once reaped) the 16th and 17th. Children count: a server
+    # that opens and closes database connections makes PostgreSQL fork backends that exit before
+    # anyone samples them, and only the postmaster's cutime shows what they used.
     fields = text[text.rindex(")") + 2 :].split()
     state, ppid, pgrp = fields[0], int(fields[1]), int(fields[2])
-    cpu_seconds = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_SECOND
+    cpu_seconds = sum(int(value) for value in fields[11:15]) / CLOCK_TICKS_PER_SECOND
     return ProcessInfo(pid, ppid, pgrp, state, name, cpu_seconds)
 
 
