@@ -3,10 +3,10 @@
 Paths are the route templates (taskd.routes), methods each handler's SUPPORTED_METHODS, bodies
 and responses the models' JSON Schemas, and the common error responses follow from what a
 handler class does: an authenticated one answers 401, 403 and 503; a method with a body 413 and
-415; a body or query parameters 422; a path naming a task 404. What no class says (summaries,
-the success response, conditional-request headers and their 304/410/412) is written here, in
-OPERATIONS, and a route missing there (or an entry no route has) stops make_app: the document
-cannot fall behind the routes.
+415; a body or query parameters 422; a path naming a task 404; any request 431. What no class
+says (summaries, the success response, conditional-request headers and their 304/410/412) is
+written here, in OPERATIONS, and a route missing there (or an entry no route has) stops
+make_app: the document cannot fall behind the routes.
 
 It is OpenAPI 3.1 written within what 3.0 also reads (no `const`, no type lists, no `examples`),
 so that the Swagger UI of /docs can render it too.
@@ -28,6 +28,7 @@ from taskd.auth import MAX_USER_ID, AuthMixin
 from taskd.db.tasks import DEFAULT_SORT, SORTS
 from taskd.handlers.base import JSON_TYPE, MAX_BODY_BYTES, PROBLEM_TYPE, ApiHandler
 from taskd.handlers.docs import ASSETS
+from taskd.header_limit import MAX_HEADER_BYTES
 from taskd.headers import IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_MAX
 from taskd.listing import LIMIT_MAX, Q_MAX
 from taskd.logs import REQUEST_ID_HEADER
@@ -347,6 +348,12 @@ ERRORS = {
     412: ("PreconditionFailed", "If-Match names no current version of the task.", "Problem"),
     413: ("PayloadTooLarge", f"The body is over {MAX_BODY_BYTES} bytes.", "Problem"),
     415: ("UnsupportedMediaType", "The body is not application/json.", "Problem"),
+    431: (
+        "RequestHeaderFieldsTooLarge",
+        f"The request's header fields total more than {MAX_HEADER_BYTES // 1024} KiB "
+        "(answered before any route; the connection is then closed).",
+        "Problem",
+    ),
     422: (
         "UnprocessableEntity",
         "A bad body, query parameter or header; `errors` says which.",
@@ -491,7 +498,8 @@ def _error_statuses(
 ) -> list[int]:
     """What the handler's class, the method and the path make this operation answer."""
     authenticated = issubclass(handler, AuthMixin)
-    statuses = set(operation.errors)
+    # Any request can bring too many header bytes (taskd/header_limit.py).
+    statuses = {*operation.errors, 431}
     if authenticated:
         statuses |= {401, 403, 503}
     if "{id}" in path:
