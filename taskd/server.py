@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -115,6 +116,11 @@ async def _serve_with(
     on_stopping: Callable[[], None],
 ) -> None:
     app = make_app(settings, pool)
+    # What exists now lives as long as the process: keep it out of the collector's way, so a
+    # full collection walks only what requests allocate, not the ~60k start-up objects too
+    # (10 ms a pass, felt by every request in flight; bench: update p99 84-94 -> 77-90 ms).
+    gc.collect()
+    gc.freeze()
     server = make_server(app)
     metrics: Metrics = app.settings["metrics"]
 
