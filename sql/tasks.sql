@@ -68,6 +68,21 @@ WITH deleted AS (
 )
 INSERT INTO task_tombstones (user_id, id) SELECT user_id, id FROM deleted RETURNING id;
 
+-- fragment: user_task_count
+-- how many tasks the user has
+(SELECT count(*) FROM tasks WHERE user_id = %(user_id)s)
+
+-- fragment: written_since
+-- a tasks row last written by a transaction that the snapshot `since.snapshot` did not see, in
+-- whatever order the writers committed: every write stamps its row's changed_xid (migration 0004)
+changed_xid >= pg_snapshot_xmin(since.snapshot)
+AND NOT pg_visible_in_snapshot(changed_xid, since.snapshot)
+
+-- fragment: deleted_since
+-- a tombstone left by a transaction that the snapshot `since.snapshot` did not see
+deleted_xid >= pg_snapshot_xmin(since.snapshot)
+AND NOT pg_visible_in_snapshot(deleted_xid, since.snapshot)
+
 -- fragment: list_filter
 -- The tasks a list request selects, before paging: the user's, with the `completed` and `q` filters.
 user_id = %(user_id)s
@@ -107,7 +122,7 @@ WITH page AS (
 )
 SELECT coalesce(tasks, ''), last_value, last_id,
        pg_current_snapshot()::text,
-       (SELECT count(*) FROM tasks WHERE user_id = %(user_id)s),
+       {user_task_count},
        size = %(limit)s::bigint AND (
            SELECT true FROM tasks
            WHERE {list_filter} AND ({sort_column}, id) {after} (last_value, last_id)
@@ -118,29 +133,20 @@ SELECT coalesce(tasks, ''), last_value, last_id,
 FROM summary;
 
 -- name: tasks_changed_since
--- What changed in the user's tasks since the snapshot %(snapshot)s: this statement's snapshot,
--- the user's number of tasks now, the ids deleted through the API, and the tasks written (up to
--- 100, then one more to say there are more) as ids, created_us and JSON texts. A write stamps
--- its row with its transaction (changed_xid, migration 0004), so a write that snapshot did not
--- see leaves a row it cannot see, in whatever order the writers committed.
+-- What changed in the user's tasks since the snapshot %(since)s, for a cached list page: this
+-- statement's snapshot, the user's number of tasks now, the ids deleted through the API, and up
+-- to %(max_written)s of the tasks written, as ids, created_us and JSON texts.
 WITH since AS (
-    SELECT %(snapshot)s::pg_snapshot AS snapshot
+    SELECT %(since)s::pg_snapshot AS snapshot
 ), written AS (
     SELECT id, {created_us} AS created_us, {task_json} AS task
     FROM tasks, since
-    WHERE user_id = %(user_id)s
-      AND changed_xid >= pg_snapshot_xmin(since.snapshot)
-      AND NOT pg_visible_in_snapshot(changed_xid, since.snapshot)
-    LIMIT 101
+    WHERE user_id = %(user_id)s AND {written_since}
+    LIMIT %(max_written)s
 )
 SELECT pg_current_snapshot()::text,
-       (SELECT count(*) FROM tasks WHERE user_id = %(user_id)s),
-       ARRAY(
-           SELECT id FROM task_tombstones, since
-           WHERE user_id = %(user_id)s
-             AND deleted_xid >= pg_snapshot_xmin(since.snapshot)
-             AND NOT pg_visible_in_snapshot(deleted_xid, since.snapshot)
-       ),
+       {user_task_count},
+       ARRAY(SELECT id FROM task_tombstones, since WHERE user_id = %(user_id)s AND {deleted_since}),
        ARRAY(SELECT id FROM written),
        ARRAY(SELECT created_us FROM written),
        ARRAY(SELECT task FROM written);
@@ -156,17 +162,14 @@ WITH since AS (
 ), changes AS (
     SELECT changed_xid AS xid, id, {task_json} AS task, NULL AS deleted_at
     FROM tasks, since
-    WHERE user_id = %(user_id)s
-      AND changed_xid >= pg_snapshot_xmin(since.snapshot)
-      AND NOT pg_visible_in_snapshot(changed_xid, since.snapshot)
+    WHERE user_id = %(user_id)s AND {written_since}
     UNION ALL
     SELECT deleted_xid, id, NULL,
            to_char(deleted_at AT TIME ZONE 'UTC', {utc_text})
     FROM task_tombstones, since
     WHERE user_id = %(user_id)s
       AND %(with_deletions)s::boolean
-      AND deleted_xid >= pg_snapshot_xmin(since.snapshot)
-      AND NOT pg_visible_in_snapshot(deleted_xid, since.snapshot)
+      AND {deleted_since}
 ), page AS (
     SELECT * FROM changes
     WHERE (%(upto)s::pg_snapshot IS NULL OR pg_visible_in_snapshot(xid, %(upto)s::pg_snapshot))

@@ -47,13 +47,12 @@ class PageRows:
 @dataclass(frozen=True)
 class CachedPage:
     """A page as served, with the snapshot it was read in and the user's task count then, and
-    its rows when it is all of the user's tasks in created_at order (`descending` or not)."""
+    its rows when it is all of the user's tasks in created_at order."""
 
     page: Page
     snapshot: str
     task_count: int
     rows: PageRows | None = None
-    descending: bool = False
 
     @property
     def size(self) -> int:
@@ -86,9 +85,11 @@ def page_rows(
     return PageRows(ids, created_us, tasks)
 
 
-def refreshed(cached: CachedPage, changes: Changes, limit: int) -> CachedPage | None:
-    """`cached`, a page of at most `limit` tasks, brought up to `changes`; or None when the page
-    must be read again."""
+def refreshed(
+    cached: CachedPage, changes: Changes, *, limit: int, descending: bool
+) -> CachedPage | None:
+    """`cached`, a page of at most `limit` tasks (newest first when `descending`), brought up to
+    `changes`; or None when the page must be read again."""
     written = changes.written
     if not written.ids and changes.task_count == cached.task_count:
         # Nothing written, and no task the page holds deleted (the count would be lower).
@@ -103,15 +104,13 @@ def refreshed(cached: CachedPage, changes: Changes, limit: int) -> CachedPage | 
     if len(by_id) != changes.task_count or len(by_id) > limit:
         return None
     order = sorted(by_id, key=lambda task_id: (by_id[task_id][0], task_id))
-    if cached.descending:
+    if descending:
         order.reverse()
     patched = PageRows(
         order, [by_id[task_id][0] for task_id in order], [by_id[task_id][1] for task_id in order]
     )
     body = b"".join((b"[", b",".join(patched.tasks), b"]"))
-    return CachedPage(
-        Page(body, None), changes.snapshot, changes.task_count, patched, cached.descending
-    )
+    return CachedPage(Page(body, None), changes.snapshot, changes.task_count, patched)
 
 
 class PageCache:

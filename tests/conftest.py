@@ -73,6 +73,14 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield from _server_url(tmp_path_factory)
 
 
+async def connect(database_url: str) -> psycopg.AsyncConnection[Any]:
+    """A test's own autocommit connection, configured as the app's is behind a pooler."""
+    conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+    if PGBOUNCER_URL:
+        conn.prepare_threshold = None
+    return conn
+
+
 def with_database(url: str, dbname: str) -> str:
     """The same server URL with another database name."""
     return urlsplit(url)._replace(path="/" + dbname).geturl()

@@ -84,6 +84,15 @@ def log_entries(process: Process) -> list[dict[str, Any]]:
     return [json.loads(line) for line in list(process.stderr) if line.startswith("{")]
 
 
+def list_served_by(process: Process) -> list[int]:
+    """The worker pid of each list request in the access log."""
+    return [
+        entry["pid"]
+        for entry in log_entries(process)
+        if entry.get("route") == "/api/{user_id}/tasks"
+    ]
+
+
 def worker_pids(process: Process) -> set[int]:
     return {
         int(match.group(1))
@@ -189,12 +198,7 @@ def test_workers_share_the_port_and_the_pool_budget_and_ready_waits_for_all(
     assert highest <= 4, "the workers' pools together stay within TASKD_POOL_MAX"
 
     # Both workers answered, and /metrics (from either) adds up what each counted.
-    served_by = {
-        entry["pid"]
-        for entry in log_entries(server)
-        if entry.get("route") == "/api/{user_id}/tasks"
-    }
-    assert served_by == pids
+    assert set(list_served_by(server)) == pids
     counted = 'taskd_http_requests_total{method="GET",route="/api/{user_id}/tasks",status="200"}'
 
     def metrics_count() -> float:
@@ -231,15 +235,8 @@ def test_a_burst_of_new_connections_is_spread_across_the_workers(fresh_env, spaw
             assert response.readline().startswith(b"HTTP/1.1 200")
             response.read()
 
-    def served_by() -> list[int]:
-        return [
-            entry["pid"]
-            for entry in log_entries(server)
-            if entry.get("route") == "/api/{user_id}/tasks"
-        ]
-
-    wait_until(lambda: len(served_by()) == 100, what="100 access-log lines")
-    counts = {pid: served_by().count(pid) for pid in pids}
+    wait_until(lambda: len(list_served_by(server)) == 100, what="100 access-log lines")
+    counts = {pid: list_served_by(server).count(pid) for pid in pids}
     assert min(counts.values()) >= 25, counts
     server.popen.send_signal(signal.SIGTERM)
     assert server.popen.wait(timeout=STOP_TIMEOUT) == 0, server.output()

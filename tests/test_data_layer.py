@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
-from conftest import new_user_id
+from conftest import connect, new_user_id
 
 from taskd import migrate
 from taskd.db import idempotency, tasks, users
@@ -25,10 +25,6 @@ MIGRATIONS = sorted(
 )
 # RFC 9110 §8.8.3: a strong entity-tag is a quoted string of visible characters other than DQUOTE.
 STRONG_ETAG = re.compile(r'"[\x21\x23-\x7e]+"')
-
-
-async def connect(database_url: str) -> psycopg.AsyncConnection[Any]:
-    return await psycopg.AsyncConnection.connect(database_url, autocommit=True)
 
 
 async def user_rows(conn: psycopg.AsyncConnection[Any], user: int) -> list[tuple[Any, ...]]:

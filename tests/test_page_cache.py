@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
-from conftest import PGBOUNCER_URL, body, new_user_id
+from conftest import body, connect, new_user_id
 
 from taskd.db import tasks
 from taskd.page_cache import (
@@ -25,13 +25,6 @@ from taskd.page_cache import (
 )
 
 Conn = psycopg.AsyncConnection[Any]
-
-
-async def connect(database_url: str) -> Conn:
-    conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
-    if PGBOUNCER_URL:  # as the app is configured behind a transaction pooler
-        conn.prepare_threshold = None
-    return conn
 
 
 async def seeded(conn: Conn, user: int, count: int = 3) -> list[int]:
@@ -285,10 +278,10 @@ def rows(*tasks_: tuple[int, int]) -> PageRows:
     )
 
 
-def whole_list(*tasks_: tuple[int, int], descending: bool = True) -> CachedPage:
+def whole_list(*tasks_: tuple[int, int]) -> CachedPage:
     page_rows_ = rows(*tasks_)
     body = b"[" + b",".join(page_rows_.tasks) + b"]"
-    return CachedPage(Page(body, None), "10:10:", len(tasks_), page_rows_, descending)
+    return CachedPage(Page(body, None), "10:10:", len(tasks_), page_rows_)
 
 
 def changes(count: int, *written: tuple[int, int], deleted: tuple[int, ...] = ()) -> Changes:
@@ -302,23 +295,26 @@ def listed_ids(page: CachedPage | None) -> list[int]:
 
 def test_nothing_written_and_the_same_count_keeps_the_page():
     cached_page = whole_list((2, 200), (1, 100))
-    fresh = refreshed(cached_page, changes(2), limit=50)
+    fresh = refreshed(cached_page, changes(2), limit=50, descending=True)
     assert fresh is not None and fresh.page is cached_page.page
     assert fresh.snapshot == "20:20:"
 
 
 def test_written_tasks_replace_theirs_and_new_ones_go_by_created_at():
     cached_page = whole_list((3, 300), (2, 200), (1, 100))
-    fresh = refreshed(cached_page, changes(4, (2, 200), (9, 150)), limit=50)
+    fresh = refreshed(cached_page, changes(4, (2, 200), (9, 150)), limit=50, descending=True)
     assert listed_ids(fresh) == [3, 2, 9, 1]
-    ascending = whole_list((1, 100), (2, 200), descending=False)
-    assert listed_ids(refreshed(ascending, changes(3, (5, 100)), limit=50)) == [1, 5, 2]
+    ascending = whole_list((1, 100), (2, 200))
+    fresh = refreshed(ascending, changes(3, (5, 100)), limit=50, descending=False)
+    assert listed_ids(fresh) == [1, 5, 2]
 
 
 def test_deleted_tasks_leave_the_page():
     cached_page = whole_list((3, 300), (2, 200), (1, 100))
-    assert listed_ids(refreshed(cached_page, changes(2, deleted=(2,)), limit=50)) == [3, 1]
-    fresh = refreshed(cached_page, changes(3, (4, 400), deleted=(2,)), limit=50)
+    assert listed_ids(
+        refreshed(cached_page, changes(2, deleted=(2,)), limit=50, descending=True)
+    ) == [3, 1]
+    fresh = refreshed(cached_page, changes(3, (4, 400), deleted=(2,)), limit=50, descending=True)
     assert listed_ids(fresh) == [4, 3, 1]
 
 
@@ -333,12 +329,15 @@ def test_deleted_tasks_leave_the_page():
 )
 def test_a_page_that_cannot_be_patched_is_read_again(change):
     cached_page = whole_list((3, 300), (2, 200), (1, 100))
-    assert refreshed(cached_page, change, limit=3 if change.task_count == 4 else 500) is None
+    assert (
+        refreshed(cached_page, change, limit=3 if change.task_count == 4 else 500, descending=True)
+        is None
+    )
 
 
 def test_a_page_without_rows_is_read_again_once_anything_changed():
     cached_page = CachedPage(Page(b"[]", None), "10:10:", 0)
-    assert refreshed(cached_page, changes(1, (1, 100)), limit=50) is None
+    assert refreshed(cached_page, changes(1, (1, 100)), limit=50, descending=True) is None
 
 
 def test_page_rows_cuts_the_page_at_its_elements():

@@ -55,6 +55,19 @@ function common.requests_for_ids(ids, make)
   return requests
 end
 
+-- Makes the calling script a scenario of `make(id)` requests on the reader's seeded tasks, a
+-- random one each time (get, update, toggle): defines its init() and request().
+function common.random_seeded_task(make)
+  local requests
+  init = function()
+    common.init()
+    requests = common.requests_for_ids(common.read_ids("BENCH_READER_IDS"), make)
+  end
+  request = function()
+    return common.random_item(requests)
+  end
+end
+
 function common.get_request(id)
   return common.request("GET", common.reader, "/" .. id)
 end

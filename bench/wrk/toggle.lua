@@ -1,16 +1,7 @@
 -- toggle: PATCH /complete on a random seeded task.
 local common = require("common")
-local requests
 
 setup = common.setup
 response = common.response
 done = common.done
-
-function init()
-  common.init()
-  requests = common.requests_for_ids(common.read_ids("BENCH_READER_IDS"), common.toggle_request)
-end
-
-function request()
-  return common.random_item(requests)
-end
+common.random_seeded_task(common.toggle_request)

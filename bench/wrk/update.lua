@@ -1,16 +1,7 @@
 -- update: PUT a new title and is_completed on a random seeded task.
 local common = require("common")
-local requests
 
 setup = common.setup
 response = common.response
 done = common.done
-
-function init()
-  common.init()
-  requests = common.requests_for_ids(common.read_ids("BENCH_READER_IDS"), common.update_request)
-end
-
-function request()
-  return common.random_item(requests)
-end
+common.random_seeded_task(common.update_request)

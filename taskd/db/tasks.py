@@ -12,6 +12,7 @@ from psycopg.pq import Format
 
 from taskd.db.queries import Query, load_queries
 from taskd.page_cache import (
+    MAX_PATCH,
     CachedPage,
     Changes,
     Page,
@@ -180,7 +181,8 @@ async def list_tasks(
     key = (user_id, sort, completed, pattern, after, limit)
     cached = cache.get(key) if cache is not None else None
     if cache is not None and cached is not None:
-        fresh = refreshed(cached, await _changes_since(conn, user_id, cached.snapshot), limit)
+        changes = await _changes_since(conn, user_id, cached.snapshot)
+        fresh = refreshed(cached, changes, limit=limit, descending=_descending(sort))
         if fresh is not None:
             cache.put(key, fresh)
             return fresh.page
@@ -208,14 +210,19 @@ async def list_tasks(
         rows = None
         if whole_list and completed is None and pattern is None:
             rows = page_rows(page.json, ids, created_us, sizes)
-        descending = SORTS[sort][1] == "DESC"
-        cache.put(key, CachedPage(page, str(snapshot, "ascii"), task_count, rows, descending))
+        cache.put(key, CachedPage(page, str(snapshot, "ascii"), task_count, rows))
     return page
+
+
+def _descending(sort: str) -> bool:
+    return SORTS[sort][1] == "DESC"
 
 
 async def _changes_since(conn: AsyncConnection, user_id: int, snapshot: str) -> Changes:
     query = _QUERIES["tasks_changed_since"]
-    cursor = await conn.execute(query.sql, query.bind(user_id=user_id, snapshot=snapshot))
+    # One more than a patch takes, to tell that there are more.
+    params = query.bind(user_id=user_id, since=snapshot, max_written=MAX_PATCH + 1)
+    cursor = await conn.execute(query.sql, params)
     row = await cursor.fetchone()
     assert row is not None
     now, task_count, deleted, ids, created_us, tasks = row

@@ -22,6 +22,7 @@ from taskd.models import ModelT, parse_body
 log = logging.getLogger("taskd")
 
 MAX_BODY_BYTES = 64 * 1024
+LARGE_RESPONSE_BYTES = 64 * 1024
 JSON_TYPE = "application/json"
 PROBLEM_TYPE = "application/problem+json"
 CORS_REQUEST_HEADERS = "Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key"
@@ -88,6 +89,11 @@ class BaseHandler(RequestHandler):
     def send_json(self, body: bytes | str, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", JSON_TYPE)
+        if isinstance(body, bytes) and len(body) > LARGE_RESPONSE_BYTES:
+            # Headers first, so that Tornado sends the body as it is instead of copying it onto
+            # the end of the headers (a list page is a few hundred KB).
+            self.set_header("Content-Length", len(body))
+            self.flush()
         self.finish(body)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:

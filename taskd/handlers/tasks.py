@@ -11,7 +11,7 @@ from taskd.db.idempotency import create_task_once
 from taskd.db.pool import connection
 from taskd.db.tasks import RenderedTask
 from taskd.errors import ApiError, unprocessable
-from taskd.handlers.base import JSON_TYPE, ApiHandler
+from taskd.handlers.base import ApiHandler
 from taskd.headers import (
     IDEMPOTENCY_KEY,
     if_match_allows,
@@ -54,15 +54,7 @@ class TaskListHandler(TaskResponder):
         if page.next_after is not None:
             next_url = f"{self.request.path}?{query.next_query(page.next_after)}"
             self.set_header("Link", f'<{next_url}>; rel="next"')
-        self.send_page(page.json)
-
-    def send_page(self, body: bytes) -> None:
-        """A page, up to a few hundred KB: the headers go first, so that Tornado sends the body
-        as it is instead of copying it onto the end of the headers."""
-        self.set_header("Content-Type", JSON_TYPE)
-        self.set_header("Content-Length", len(body))
-        self.flush()
-        self.finish(body)
+        self.send_json(page.json)
 
     async def post(self, _user: str) -> None:
         key = parse_idempotency_key(self.request.headers.get_list(IDEMPOTENCY_KEY))
