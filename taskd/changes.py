@@ -17,12 +17,13 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
 from taskd.db.tasks import TOMBSTONE_RETENTION_DAYS, ChangesPage
-from taskd.errors import ApiError
-from taskd.listing import invalid_parameter, query_text
+from taskd.errors import ApiError, unprocessable
+from taskd.listing import query_text
 
 # A snapshot that sees no transaction at all: from it, everything is a change.
 BEGINNING = "1:1:"
@@ -45,6 +46,15 @@ class FeedToken:
         fields = [self.since, self.since_at, self.upto, self.upto_at, list(self.after)]
         return base64.urlsafe_b64encode(orjson.dumps(fields)).rstrip(b"=").decode()
 
+    def position(self) -> dict[str, Any]:
+        """The arguments of db.tasks.task_changes that read the page after this token."""
+        return {
+            "since": self.since or BEGINNING,
+            "upto": self.upto,
+            "after": self.after,
+            "with_deletions": self.since is not None,
+        }
+
     def following(self, page: ChangesPage, now: int) -> FeedToken:
         """The token of the poll after `page`."""
         if page.more:
@@ -59,10 +69,15 @@ class FeedToken:
 
 def parse_since(arguments: Mapping[str, list[bytes]], now: int) -> FeedToken:
     """The token in `since`, or the beginning; 422 if it is not ours, 410 if too old."""
-    text = query_text(arguments, "since")
+    return parse_token(query_text(arguments, "since"), now, ["query", "since"])
+
+
+def parse_token(text: str | None, now: int, loc: list[str | int]) -> FeedToken:
+    """The token `text` (None or empty: the beginning), which came from `loc`; 422 naming
+    `loc` if it is not ours, 410 if too old."""
     if not text:
         return FeedToken(None, now)
-    token = _decode(text)
+    token = _decode(text, loc)
     if token.since is not None and now - token.since_at > RETENTION_SECONDS:
         raise ApiError(
             410,
@@ -72,8 +87,8 @@ def parse_since(arguments: Mapping[str, list[bytes]], now: int) -> FeedToken:
     return token
 
 
-def _decode(text: str) -> FeedToken:
-    invalid = invalid_parameter("since", "is not a token returned by this endpoint")
+def _decode(text: str, loc: list[str | int]) -> FeedToken:
+    invalid = unprocessable(loc, "is not a token returned by this endpoint", "value_error")
     if len(text) > TOKEN_MAX_CHARS:
         raise invalid
     try:

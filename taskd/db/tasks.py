@@ -10,6 +10,7 @@ from psycopg.abc import Buffer
 from psycopg.adapt import Loader
 from psycopg.pq import Format
 
+from taskd.db.listener import notify_change
 from taskd.db.queries import Query, load_queries
 from taskd.page_cache import (
     MAX_PATCH,
@@ -101,6 +102,7 @@ async def create_task(
         conn, query, query.bind(user_id=user_id, title=title, description=description)
     )
     assert task is not None
+    await notify_change(conn, user_id=user_id, version=0)
     return task
 
 
@@ -139,16 +141,22 @@ async def update_task(
         description=description,
         is_completed=is_completed,
     )
-    return await _fetch_task(conn, query, params)
+    task = await _fetch_task(conn, query, params)
+    if task is not None:
+        await notify_change(conn, user_id=user_id, version=0)
+    return task
 
 
 async def toggle_task(
     conn: AsyncConnection, *, user_id: int, task_id: int, if_match: list[str] | None = None
 ) -> RenderedTask | None:
     query = _QUERIES["toggle_task"]
-    return await _fetch_task(
+    task = await _fetch_task(
         conn, query, query.bind(user_id=user_id, task_id=task_id, if_match=if_match)
     )
+    if task is not None:
+        await notify_change(conn, user_id=user_id, version=0)
+    return task
 
 
 async def delete_task(
@@ -162,7 +170,10 @@ async def delete_task(
         if_match=if_match,
         retention_days=TOMBSTONE_RETENTION_DAYS,
     )
-    return await _fetch_value(conn, query, params) is not None
+    deleted = await _fetch_value(conn, query, params) is not None
+    if deleted:
+        await notify_change(conn, user_id=user_id, version=0)
+    return deleted
 
 
 async def list_tasks(

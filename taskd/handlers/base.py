@@ -25,7 +25,9 @@ MAX_BODY_BYTES = 64 * 1024
 LARGE_RESPONSE_BYTES = 64 * 1024
 JSON_TYPE = "application/json"
 PROBLEM_TYPE = "application/problem+json"
-CORS_REQUEST_HEADERS = "Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key"
+CORS_REQUEST_HEADERS = (
+    "Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key, Last-Event-ID"
+)
 CORS_EXPOSED_HEADERS = "ETag, Location, Link, Retry-After, WWW-Authenticate, X-Request-ID"
 # Users already provisioned by this process; forgotten wholesale when it grows past the bound.
 KNOWN_USERS_MAX = 100_000

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from taskd.auth import parse_id
-from taskd.changes import BEGINNING, parse_since, render
+from taskd.changes import parse_since, render
 from taskd.db import tasks as db
 from taskd.db.idempotency import create_task_once
 from taskd.db.pool import connection
@@ -206,13 +206,7 @@ class TaskChangesHandler(ApiHandler):
         limit = parse_limit(self.request.query_arguments)
         async with connection(self.pool) as conn:
             page = await db.task_changes(
-                conn,
-                user_id=self.current_user,
-                since=token.since or BEGINNING,
-                upto=token.upto,
-                after=token.after,
-                with_deletions=token.since is not None,
-                limit=limit,
+                conn, user_id=self.current_user, limit=limit, **token.position()
             )
         self.send_json(render(page, token.following(page, moment)))
 

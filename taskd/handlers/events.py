@@ -1,0 +1,128 @@
+"""Live updates (CONTRACT §8): the change feed as Server-Sent Events, pushed as changes commit.
+
+Each event is one page of the feed, read with the feed's own query (taskd/changes.py): `data:`
+is the page's JSON and `id:` its `next` token, so a client that reconnects with `Last-Event-ID`
+(or `?since=`) resumes exactly after the last event it received. The stream reads again whenever
+the worker's change listener (taskd/db/listener.py) says its user wrote, sends a comment line
+when it has been quiet for TASKD_EVENT_HEARTBEAT seconds, and ends when its token expires or the
+server stops, always between two events.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from tornado.iostream import StreamClosedError
+
+from taskd.changes import FeedToken, parse_since, parse_token, render
+from taskd.db import tasks as db
+from taskd.db.pool import connection
+from taskd.errors import Unavailable
+from taskd.handlers.base import ApiHandler
+from taskd.listing import parse_limit
+from taskd.live import LiveUpdates, Stream
+
+log = logging.getLogger("taskd")
+
+EVENT_STREAM_TYPE = "text/event-stream"
+LAST_EVENT_ID = "Last-Event-ID"
+HEARTBEAT = b": heartbeat\n\n"
+
+
+def event(event_id: str, data: bytes) -> bytes:
+    """One SSE event. A line break in `data` would end its field: each line gets a `data:`
+    of its own, which the client joins back with line breaks."""
+    return b"".join(
+        (b"id: ", event_id.encode(), b"\ndata: ", data.replace(b"\n", b"\ndata: "), b"\n\n")
+    )
+
+
+class TaskEventsHandler(ApiHandler):
+    SUPPORTED_METHODS = ("GET", "OPTIONS")
+
+    def initialize(self) -> None:
+        super().initialize()
+        self._stream: Stream | None = None
+
+    @property
+    def live(self) -> LiveUpdates:
+        live: LiveUpdates = self.settings["live"]
+        return live
+
+    async def get(self, _user: str) -> None:
+        token = self._resume_token(int(time.time()))
+        limit = parse_limit(self.request.query_arguments)
+        stream = self.live.open(self.current_user)
+        self._stream = stream
+        try:
+            await self._serve(stream, token, limit)
+        except StreamClosedError:
+            return
+        except Unavailable:
+            # The headers are out: the client reconnects with its last id, and gets the 503
+            # while the database stays unavailable.
+            log.warning("ending an event stream: the database is unavailable")
+        finally:
+            self.live.close(stream)
+        self.finish()
+
+    def _resume_token(self, now: int) -> FeedToken:
+        """The token of `Last-Event-ID`, else of `since`: a reconnecting client sends its last
+        id along with the URL it first opened, whose `since` is older."""
+        last_event_id = self.request.headers.get(LAST_EVENT_ID)
+        if last_event_id is not None:
+            return parse_token(last_event_id, now, ["header", LAST_EVENT_ID])
+        return parse_since(self.request.query_arguments, now)
+
+    async def _serve(self, stream: Stream, token: FeedToken, limit: int) -> None:
+        self.set_header("Content-Type", EVENT_STREAM_TYPE)
+        # nginx would otherwise hold events back in its buffer.
+        self.set_header("X-Accel-Buffering", "no")
+        heartbeat = self.taskd_settings.event_heartbeat
+        expires_at = self.token_expires_at
+        token, sent_at = await self._send_changes(stream, token, limit, first=True)
+        while not stream.ending:
+            now = time.time()
+            if now >= expires_at:
+                return
+            if await stream.wait(min(sent_at + heartbeat, expires_at) - now):
+                if stream.ending:
+                    return
+                token, sent = await self._send_changes(stream, token, limit, first=False)
+                sent_at = sent or sent_at
+            elif time.time() >= sent_at + heartbeat:
+                self.write(HEARTBEAT)
+                await self.flush()
+                sent_at = time.time()
+
+    async def _send_changes(
+        self, stream: Stream, token: FeedToken, limit: int, *, first: bool
+    ) -> tuple[FeedToken, float]:
+        """Send every page after `token` that has a change (the first page of the stream even
+        if it has none, so the client holds a token at once). Returns the last page's token and
+        when the last event went out (0.0 if none did)."""
+        sent_at = 0.0
+        while True:
+            moment = int(time.time())
+            async with self.live.reads, connection(self.pool) as conn:
+                page = await db.task_changes(
+                    conn, user_id=self.current_user, limit=limit, **token.position()
+                )
+            following = token.following(page, moment)
+            if first or page.tasks or page.deleted:
+                self.write(event(following.encode(), render(page, following)))
+                await self.flush()
+                sent_at = time.time()
+                first = False
+            token = following
+            if not page.more:
+                return token, sent_at
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        if self._stream is not None:
+            self._stream.end()
+
+
+ROUTES = [(r"/api/([^/]+)/tasks/events", TaskEventsHandler)]
