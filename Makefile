@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SOURCES := setup.py $(shell find taskd sql migrations -type f -not -path '*/__pycache__/*')
 export TASKD_DATA_DIR ?= $(CURDIR)/.taskd
 
-.PHONY: run test test-pgbouncer lint typecheck check check-install check-unit clean bench bench-compare fuzz
+.PHONY: run test test-pgbouncer lint typecheck check check-install check-unit clean bench bench-compare bench-events fuzz
 
 # A non-editable install, so the tests exercise exactly what `pip install .` ships.
 $(STAMP): $(SOURCES)
@@ -55,3 +55,7 @@ bench: $(STAMP)
 
 bench-compare: $(STAMP)
 	$(PYTHON) bench/run.py --compare $(BENCH_ARGS)
+
+# Live updates: write-to-event latency, and 1000 idle streams' memory and cost to the mixed load.
+bench-events: $(STAMP)
+	$(PYTHON) bench/events.py $(BENCH_ARGS)
