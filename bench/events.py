@@ -28,7 +28,7 @@ from typing import Any
 
 from harness import HOST, BenchError, processes
 from harness.api import ApiClient
-from harness.bench import READER_ID, WRITER_ID, free_port, seed, write_ids
+from harness.bench import READER_ID, WRITER_ID, free_port, scenario_load, seed, write_ids
 from harness.commands import program, progress
 from harness.events import IdleStreams, write_latencies
 from harness.postgres import fresh_database
@@ -111,19 +111,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             server.wait_ready(launch, reader.answers)
             reader_ids = workdir / "reader-ids.txt"
             write_ids(reader_ids, seed(reader))
-            load = Load(
-                wrk=wrk,
-                url=f"http://{HOST}:{port}",
-                connections=args.connections,
-                threads=args.threads,
-                env={
-                    "BENCH_READER_ID": str(READER_ID),
-                    "BENCH_READER_TOKEN": tokens[READER_ID],
-                    "BENCH_WRITER_ID": str(WRITER_ID),
-                    "BENCH_WRITER_TOKEN": tokens[WRITER_ID],
-                    "BENCH_READER_IDS": str(reader_ids),
-                },
-            )
+            load = scenario_load(wrk, port, args.connections, args.threads, tokens, reader_ids)
             load.run("mixed", 3)  # warm-up, not measured
 
             server.wait_idle()

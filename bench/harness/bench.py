@@ -105,22 +105,31 @@ def bench_target(target: Target, options: Options, wrk: str) -> TargetRun:
             reader_ids = workdir / "reader-ids.txt"
             write_ids(reader_ids, seed(reader))
             list_bytes = checked_list_size(reader)
-            load = Load(
-                wrk=wrk,
-                url=f"http://{HOST}:{port}",
-                connections=options.connections,
-                threads=options.threads,
-                env={
-                    "BENCH_READER_ID": str(READER_ID),
-                    "BENCH_READER_TOKEN": tokens[READER_ID],
-                    "BENCH_WRITER_ID": str(WRITER_ID),
-                    "BENCH_WRITER_TOKEN": tokens[WRITER_ID],
-                    "BENCH_READER_IDS": str(reader_ids),
-                },
+            load = scenario_load(
+                wrk, port, options.connections, options.threads, tokens, reader_ids
             )
             runner = Runner(target.name, server, database_url, load, options, workdir)
             scenarios = runner.run()
     return TargetRun(target.name, started_at, list_bytes, scenarios)
+
+
+def scenario_load(
+    wrk: str, port: int, connections: int, threads: int, tokens: dict[int, str], reader_ids: Path
+) -> Load:
+    """wrk's settings for the scenarios: the reader's and the writer's ids and tokens."""
+    return Load(
+        wrk=wrk,
+        url=f"http://{HOST}:{port}",
+        connections=connections,
+        threads=threads,
+        env={
+            "BENCH_READER_ID": str(READER_ID),
+            "BENCH_READER_TOKEN": tokens[READER_ID],
+            "BENCH_WRITER_ID": str(WRITER_ID),
+            "BENCH_WRITER_TOKEN": tokens[WRITER_ID],
+            "BENCH_READER_IDS": str(reader_ids),
+        },
+    )
 
 
 def seed(reader: ApiClient) -> list[int]:
