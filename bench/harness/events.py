@@ -108,9 +108,9 @@ async def write_latencies(port: int, user_id: int, token: str, writes: int) -> l
                 raise BenchError(f"a create answered {status}: {body[:300]!r}")
             answered[json.loads(body)["id"]] = time.perf_counter()
         deadline = time.monotonic() + TIMEOUT_S
-        while len(arrivals) < len(answered):
+        while not answered.keys() <= arrivals.keys():
             if time.monotonic() > deadline:
-                missing = len(answered) - len(arrivals)
+                missing = len(answered.keys() - arrivals.keys())
                 raise BenchError(f"{missing} of {writes} writes never arrived as events")
             await asyncio.sleep(0.01)
     finally:
