@@ -24,6 +24,8 @@ from test_changes import drain
 from tornado.testing import bind_unused_port
 
 from taskd.config import Settings
+from taskd.live import LiveUpdates
+from taskd.metrics import Metrics
 from taskd.server import make_server
 
 HEARTBEAT = 0.3
@@ -420,10 +422,33 @@ class TestExpiry:
         started = time.monotonic()
         stream = await open_stream(port, user_id, streams, token=make_token(user_id, ttl=2))
         await stream.next_event()
-        while (event := await stream.next()) is not None:
-            assert event.data is None
+
+        async def until_the_end() -> None:
+            while (event := await stream.next()) is not None:
+                assert event.data is None
+
+        await asyncio.wait_for(until_the_end(), ARRIVAL_TIMEOUT)
         assert stream.ended
         assert 1 <= time.monotonic() - started < 2 + 3
+
+
+@pytest.mark.skipif(not PGBOUNCER_URL, reason="needs PgBouncer in transaction mode")
+async def test_through_pgbouncer_in_transaction_mode_a_listener_hears_nothing(
+    io_loop, settings, database_url, port, streams, user_id, api
+):
+    """Why TASKD_LISTEN_URL exists: LISTEN through the pooler is undone once its transaction
+    ends, and the writes' notifications reach no one."""
+    live = LiveUpdates(settings.replace(listen_url=database_url), database_url, Metrics())
+    subscription = live.listener.subscribe(user_id)
+    try:
+        await wait_until(lambda: live.listener.connected)
+        await asyncio.sleep(0.2)
+        subscription.woken.clear()
+        await api.create(user_id, "unheard")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(subscription.woken.wait(), QUIET)
+    finally:
+        await live.close_listener()
 
 
 async def test_sigterm_ends_open_streams_at_once_and_exits_0(
