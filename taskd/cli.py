@@ -24,7 +24,7 @@ DEV_TOKEN_TTL = 24 * 3600
 # Which settings each command takes as flags (all of them are read from the environment).
 _COMMAND_OPTIONS = {
     "serve": [option.field for option in OPTIONS],
-    "migrate": ["database_url", "data_dir"],
+    "migrate": ["database_url", "data_dir", "log_format"],
     "token": ["secret", "database_url", "data_dir", "jwt_issuer", "jwt_audience"],
     "smoke": ["secret", "database_url", "data_dir", "jwt_issuer", "jwt_audience"],
 }
@@ -78,10 +78,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logs.configure()
     overrides = {option.field: getattr(args, option.field, None) for option in OPTIONS}
     try:
         settings = load_settings(overrides=overrides)
+        logs.configure(settings.log_format)
         if args.command == "serve":
             return _serve(settings, args.migrate)
         if args.command == "migrate":

@@ -230,6 +230,7 @@ def test_serve_takes_the_port_from_the_environment(
         ("API_PORT", "70000"),
         ("BETTER_AUTH_SECRET", "short"),
         ("TASKD_WORKERS", "0"),
+        ("TASKD_LOG_FORMAT", "fancy"),
     ],
 )
 def test_serve_bad_setting_is_a_one_line_error(
