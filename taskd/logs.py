@@ -113,4 +113,7 @@ def configure(log_format: str = "auto", level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter_for(log_format, sys.stderr.isatty()))
     logging.basicConfig(level=level, handlers=[handler])
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    # Both narrate at INFO: yoyo each step of each migration (taskd sums them up in one line),
+    # pgserver each check it makes while starting the embedded PostgreSQL.
+    for chatty in ("pgserver", "yoyo"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
