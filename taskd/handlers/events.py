@@ -18,7 +18,7 @@ from tornado.iostream import StreamClosedError
 from taskd.changes import FeedToken, parse_since, parse_token, render
 from taskd.db import tasks as db
 from taskd.db.pool import connection
-from taskd.errors import Unavailable
+from taskd.errors import ApiError
 from taskd.handlers.base import ApiHandler
 from taskd.listing import parse_limit
 from taskd.live import LiveUpdates, Stream
@@ -51,37 +51,46 @@ class TaskEventsHandler(ApiHandler):
         return live
 
     async def get(self, _user: str) -> None:
-        token = self._resume_token(int(time.time()))
+        moment = int(time.time())
+        start = self._resume_token(moment)
         limit = parse_limit(self.request.query_arguments)
         stream = self.live.open(self.current_user)
         self._stream = stream
         try:
-            await self._serve(stream, token, limit)
+            await self._serve(stream, start, limit, moment)
         except StreamClosedError:
             return
-        except Unavailable:
-            # The headers are out: the client reconnects with its last id, and gets the 503
-            # while the database stays unavailable.
-            log.warning("ending an event stream: the database is unavailable")
+        except ApiError as error:
+            if not self._headers_written:
+                raise
+            # The stream is under way: the client reconnects with its last id, and gets the
+            # error (a 503 while the database stays unavailable) as the answer.
+            log.warning("ending an event stream: %s", error.detail)
         finally:
             self.live.close(stream)
         self.finish()
 
-    def _resume_token(self, now: int) -> FeedToken:
-        """The token of `Last-Event-ID`, else of `since`: a reconnecting client sends its last
-        id along with the URL it first opened, whose `since` is older."""
+    def _resume_token(self, now: int) -> FeedToken | None:
+        """The token of `Last-Event-ID`, else of `since` (None: neither, from the beginning): a
+        reconnecting client sends its last id along with the URL it first opened, whose `since`
+        is older."""
         last_event_id = self.request.headers.get(LAST_EVENT_ID)
         if last_event_id is not None:
             return parse_token(last_event_id, now, ["header", LAST_EVENT_ID])
         return parse_since(self.request.query_arguments, now)
 
-    async def _serve(self, stream: Stream, token: FeedToken, limit: int) -> None:
+    async def _serve(
+        self, stream: Stream, start: FeedToken | None, limit: int, moment: int
+    ) -> None:
         self.set_header("Content-Type", EVENT_STREAM_TYPE)
         # nginx would otherwise hold events back in its buffer.
         self.set_header("X-Accel-Buffering", "no")
         heartbeat = self.taskd_settings.event_heartbeat
         expires_at = self.token_expires_at
-        token, sent_at = await self._send_changes(stream, token, limit, first=True)
+        # From the beginning, as the feed without since: every task there is stands for itself.
+        token, sent_at = await self._send_changes(
+            stream, start or FeedToken.beginning(moment), limit, beginning=start is None
+        )
         while not stream.ending:
             now = time.time()
             if now >= expires_at:
@@ -89,7 +98,7 @@ class TaskEventsHandler(ApiHandler):
             if await stream.wait(min(sent_at + heartbeat, expires_at) - now):
                 if stream.ending:
                     return
-                token, sent = await self._send_changes(stream, token, limit, first=False)
+                token, sent = await self._send_changes(stream, token, limit)
                 sent_at = sent or sent_at
             elif time.time() >= sent_at + heartbeat:
                 self.write(HEARTBEAT)
@@ -97,26 +106,37 @@ class TaskEventsHandler(ApiHandler):
                 sent_at = time.time()
 
     async def _send_changes(
-        self, stream: Stream, token: FeedToken, limit: int, *, first: bool
+        self, stream: Stream, token: FeedToken, limit: int, *, beginning: bool | None = None
     ) -> tuple[FeedToken, float]:
-        """Send every page after `token` that has a change (the first page of the stream even
-        if it has none, so the client holds a token at once). Returns the last page's token and
+        """Send every page after `token` that has a change. The stream's first call says
+        whether it starts from the beginning, and sends its first page even if it has no
+        change, so that the client holds a token at once. Returns the last page's token and
         when the last event went out (0.0 if none did)."""
+        first = beginning is not None
         sent_at = 0.0
         while True:
             moment = int(time.time())
             async with self.live.reads, connection(self.pool) as conn:
                 page = await db.task_changes(
-                    conn, user_id=self.current_user, limit=limit, **token.position()
+                    conn,
+                    user_id=self.current_user,
+                    with_deletions=not beginning,
+                    limit=limit,
+                    **token.position(),
                 )
+            token.check_reached_by(page)
             following = token.following(page, moment)
             if first or page.tasks or page.deleted:
                 self.write(event(following.encode(), render(page, following)))
                 await self.flush()
                 sent_at = time.time()
                 first = False
+            beginning = False
             token = following
             if not page.more:
+                # Everything up to the token's version is out: a notification of it, or of an
+                # earlier version, that arrives now has nothing new.
+                stream.subscription.version_read = token.after
                 return token, sent_at
 
     def on_connection_close(self) -> None:
