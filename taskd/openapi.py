@@ -204,8 +204,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "event comes at once (the feed from `since`, `Last-Event-ID` or the beginning, as "
         "listTaskChanges answers it, with no deletions when it starts from the beginning); "
         "then one event per page of changes, as they commit. A comment line (`: heartbeat`) "
-        "comes after 15 s of silence. The stream ends, between two events, when the token "
-        "expires or the server stops: reconnect with a fresh token and `Last-Event-ID`.",
+        "comes after TASKD_EVENT_HEARTBEAT (15) s of silence. The stream ends, between two "
+        "events, when the token expires or the server stops: reconnect with a fresh token and "
+        "`Last-Event-ID`.",
         {"text/event-stream": {"schema": {"type": "string"}}},
         parameters=[
             {

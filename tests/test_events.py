@@ -18,7 +18,14 @@ from urllib.parse import urlsplit
 import orjson
 import psycopg
 import pytest
-from conftest import PGBOUNCER_URL, body, make_token, new_user_id, with_database
+from conftest import (
+    PGBOUNCER_URL,
+    OneConnectionPool,
+    body,
+    make_token,
+    new_user_id,
+    with_database,
+)
 from faultproxy import FaultProxy
 from test_changes import drain
 from tornado.testing import bind_unused_port
@@ -360,6 +367,19 @@ async def test_a_token_that_is_not_ours_is_a_422_naming_where_it_came_from(port,
     bad_since = await open_stream(port, user_id, streams, query="?since=nope")
     assert bad_since.status == 422
     assert orjson.loads(bad_since.body)["errors"][0]["loc"] == ["query", "since"]
+
+
+class TestBusyDatabase(OneConnectionPool):
+    async def test_a_stream_that_cannot_read_its_first_page_is_a_503(
+        self, api, pool, port, streams, user_id
+    ):
+        await api.create(user_id)  # its user is known: no database work before the read
+        async with pool.connection():
+            refused = await open_stream(port, user_id, streams)
+        assert refused.status == 503
+        assert refused.headers["retry-after"] == "2"
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert await open_streams_metric(port) == 0
 
 
 class TestBounds:

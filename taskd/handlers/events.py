@@ -44,6 +44,7 @@ class TaskEventsHandler(ApiHandler):
     def initialize(self) -> None:
         super().initialize()
         self._stream: Stream | None = None
+        self._under_way = False  # the response's head and first event went out
 
     @property
     def live(self) -> LiveUpdates:
@@ -61,7 +62,7 @@ class TaskEventsHandler(ApiHandler):
         except StreamClosedError:
             return
         except ApiError as error:
-            if not self._headers_written:
+            if not self._under_way:
                 raise
             # The stream is under way: the client reconnects with its last id, and gets the
             # error (a 503 while the database stays unavailable) as the answer.
@@ -128,6 +129,7 @@ class TaskEventsHandler(ApiHandler):
             following = token.following(page, moment)
             if first or page.tasks or page.deleted:
                 self.write(event(following.encode(), render(page, following)))
+                self._under_way = True
                 await self.flush()
                 sent_at = time.time()
                 first = False
