@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import signal
@@ -77,8 +78,28 @@ def make_server(
     )
 
 
+class ListenError(Exception):
+    """The address cannot be listened on; the message says why, for the operator."""
+
+
 def listen(settings: Settings) -> list[socket.socket]:
-    return bind_sockets(settings.port, settings.host, reuse_port=settings.workers > 1)
+    """The listening sockets for API_HOST:API_PORT. With several workers they let the workers
+    bind beside them (SO_REUSEPORT), and so would let any process bind beside them that asks for
+    the same, such as an old generation of taskd still serving: first make sure nobody listens
+    there, with sockets that share the port with no one."""
+    address = f"{settings.host}:{settings.port}"
+    try:
+        if settings.port != 0:
+            for probe in bind_sockets(settings.port, settings.host):
+                probe.close()
+        return bind_sockets(settings.port, settings.host, reuse_port=settings.workers > 1)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise ListenError(
+                f"{address} is already in use: is an older taskd still serving there? "
+                "Stop it first (or choose another API_PORT)"
+            ) from None
+        raise ListenError(f"cannot listen on {address}: {error.strerror or error}") from None
 
 
 def listen_beside(sockets: list[socket.socket]) -> list[socket.socket]:

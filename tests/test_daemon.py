@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import SECRET, make_token
-from live import START_TIMEOUT, STOP_TIMEOUT, Process, free_port, request
+from live import START_TIMEOUT, STOP_TIMEOUT, Process, free_port, request, taskd
 
 WORKER_SERVES = re.compile(r"worker \d+ \(pid (\d+)\) serves")
 IN_FLIGHT = re.compile(r"^taskd_http_requests_in_flight (\S+)$", re.MULTILINE)
@@ -434,3 +434,62 @@ def test_a_drain_cuts_off_no_request_that_arrives_on_an_idle_keep_alive_connecti
         assert {title for (title,) in rows} == created, "a write committed without an answer"
     assert answered + not_started == DRAIN_ROUNDS * IDLE_CONNECTIONS
 
+
+def running(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie waiting for whoever adopted it to reap it does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_workers_stop_when_their_supervisor_is_killed(fresh_env, spawn, notify_socket):
+    """kill -9 leaves the supervisor no chance to forward anything: its workers stop by
+    themselves, within about a second, and the port is free for the next generation."""
+    server = start_daemon(spawn, fresh_env, notify_socket, TASKD_WORKERS="2")
+    assert notify_socket.receive() == ["READY=1"]
+    pids = wait_for_workers(server, 2)
+    idle = KeepAlive(server.port)
+    assert idle.send(b"GET /healthz HTTP/1.1\r\nHost: taskd\r\n\r\n")
+    assert idle.response() is not None
+
+    server.popen.kill()
+    server.popen.wait(timeout=STOP_TIMEOUT)
+    started = time.monotonic()
+    try:
+        wait_until(lambda: not any(running(pid) for pid in pids), timeout=2, what="the workers")
+        assert connection_refused(server.port)
+        assert idle.response() is None  # its connection was closed, not left to an orphan
+        idle.close()
+        stopped_after = time.monotonic() - started
+        assert stopped_after < 2, stopped_after
+    finally:
+        for pid in pids:  # orphans would keep the port and the database busy
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
+
+    successor = spawn(
+        "serve", "--migrate", env={**fresh_env, "API_PORT": str(server.port), "TASKD_WORKERS": "2"}
+    )
+    assert request("GET", f"{successor.base_url()}/healthz")[0] == 200
+
+
+def test_serve_refuses_to_bind_beside_a_generation_still_serving(
+    fresh_env, spawn, notify_socket, workdir
+):
+    """SO_REUSEPORT would let a second taskd bind the port its old generation still serves, and
+    both would answer: the second one says so and exits 1 instead."""
+    server = start_daemon(spawn, fresh_env, notify_socket, TASKD_WORKERS="2")
+    assert notify_socket.receive() == ["READY=1"]
+    for workers in ("2", "1"):
+        env = {**fresh_env, "API_PORT": str(server.port), "TASKD_WORKERS": workers}
+        second = taskd("serve", env=env, cwd=workdir, timeout=STOP_TIMEOUT)
+        assert second.returncode == 1, second.stderr
+        assert second.stderr.splitlines()[-1] == (
+            f"taskd: error: 127.0.0.1:{server.port} is already in use: is an older taskd still"
+            " serving there? Stop it first (or choose another API_PORT)"
+        )
+    assert request("GET", f"{server.base_url}/healthz")[0] == 200
+    server.popen.send_signal(signal.SIGTERM)
+    assert server.popen.wait(timeout=STOP_TIMEOUT) == 0, server.output()
