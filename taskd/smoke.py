@@ -164,7 +164,7 @@ class SmokeTest:
     def run(self) -> bool:
         user = self.user_id
         tasks = f"/api/{user}/tasks"
-        other = _another_user(user)
+        other = another_user(user)
         forged = issue_token(secrets.token_urlsafe(48), user, TOKEN_TTL, now=time.time())
 
         self.step("liveness", "GET", "/healthz", 200)
@@ -267,7 +267,7 @@ class SmokeTest:
         )
 
 
-def _another_user(user: UserId) -> UserId:
+def another_user(user: UserId) -> UserId:
     """A user id of the same kind that is not `user`."""
     if isinstance(user, int):
         return user - 1 if user == MAX_ID else user + 1
