@@ -53,7 +53,11 @@ def pending(database_url: str) -> list[str]:
 def apply(database_url: str, user_ids: str = INTEGER) -> list[str]:
     """Apply pending migrations, for a deployment of `user_ids`; returns the ids applied.
     ConfigError, before any change, when the database's user ids are of the other kind."""
-    backend = get_backend(yoyo_url(_with_user_ids_setting(database_url, user_ids)))
+    # Without the setting migration 0009 keeps integer ids, so an integer deployment's URL stays
+    # as it was given (PgBouncer, for one, refuses the `options` startup parameter).
+    if user_ids == TEXT:
+        database_url = _with_text_ids_setting(database_url)
+    backend = get_backend(yoyo_url(database_url))
     try:
         with backend.lock():
             todo = backend.to_apply(_migrations())
@@ -65,14 +69,14 @@ def apply(database_url: str, user_ids: str = INTEGER) -> list[str]:
         backend.connection.close()
 
 
-def _with_user_ids_setting(database_url: str, user_ids: str) -> str:
-    """The URL with the session setting taskd.user_ids in its `options`: yoyo runs each
+def _with_text_ids_setting(database_url: str) -> str:
+    """The URL with the session setting taskd.user_ids=text in its `options`: yoyo runs each
     migration on a connection of its own, which it opens from the URL."""
     parts = urlsplit(database_url)
     query = parse_qsl(parts.query)
     options = " ".join([value for key, value in query if key == "options"])
     query = [(key, value) for key, value in query if key != "options"]
-    query.append(("options", f"{options} -c taskd.user_ids={user_ids}".strip()))
+    query.append(("options", f"{options} -c taskd.user_ids={TEXT}".strip()))
     return parts._replace(query=urlencode(query, quote_via=quote)).geturl()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import psycopg
@@ -238,6 +239,20 @@ def test_the_choice_is_checked_before_any_later_migration(create_database):
         migrate.check_user_ids(url, INTEGER)
     with pytest.raises(ConfigError, match=r"^TASKD_USER_IDS: the database records text user ids"):
         migrate.apply(url, INTEGER)
+
+
+def test_choosing_text_ids_keeps_the_urls_own_options(create_database):
+    url = create_database()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA deployment")
+    migrate.apply(url + "?options=" + quote("-c search_path=deployment"), TEXT)
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT format_type(atttypid, NULL) FROM pg_attribute"
+            " WHERE attrelid = 'deployment.users'::regclass AND attname = 'id'"
+        ).fetchone()
+    assert row == ("text",)
+    assert column_types(url) == {}
 
 
 def test_text_ids_cannot_be_chosen_once_integer_users_exist(create_database):
