@@ -287,6 +287,12 @@ def test_rolling_back_the_choice_needs_a_database_without_users(create_database)
         conn.execute("DELETE FROM users")
     assert migrate.rollback(url) == migrate.USER_IDS_MIGRATION
     assert set(column_types(url).values()) == {"bigint"}
+    # As migration 0008 left it: tasks render an integer user_id again.
+    with psycopg.connect(url) as conn:
+        conn.execute("INSERT INTO users (id, version) VALUES (7, 1)")
+        conn.execute("INSERT INTO tasks (user_id, title, version) VALUES (7, 't', 1)")
+        (rendered,) = conn.execute("SELECT json FROM tasks").fetchone()
+    assert orjson.loads(rendered)["user_id"] == 7
 
 
 # --- the command line --------------------------------------------------------------------------
