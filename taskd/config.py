@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from taskd.user_ids import INTEGER, parse_kind
+from taskd.user_ids import INTEGER, KINDS
 
 
 class ConfigError(Exception):
@@ -94,6 +94,15 @@ def _prepare_threshold(value: str) -> int | None:
     if value.lower() in ("", "none", "off"):
         return None
     return _int_at_least(0)(value)
+
+
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value.lower() not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
+        return value.lower()
+
+    return parse
 
 
 def _default_data_dir() -> str:
@@ -236,9 +245,17 @@ OPTIONS: tuple[Option, ...] = (
         "TASKD_USER_IDS",
         "--user-ids",
         INTEGER,
-        parse_kind,
+        _one_of(*KINDS),
         "integer or text (Better Auth's default ids): chosen when the database is first "
         "migrated; must then agree with it",
+    ),
+    Option(
+        "log_format",
+        "TASKD_LOG_FORMAT",
+        "--log-format",
+        "auto",
+        _one_of("auto", "text", "json"),
+        "log lines on stderr: text for people, json for machines, auto: text on a terminal",
     ),
     Option(
         "data_dir",
@@ -271,6 +288,7 @@ class Settings:
     jwt_audience: str | None
     jwks_url: str | None
     user_ids: str
+    log_format: str
     data_dir: str
 
     @property

@@ -7,6 +7,7 @@ which reads it from the session setting `taskd.user_ids`, and recorded as the ty
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -111,6 +112,15 @@ def _check_user_ids(connection: Any, wanted: str, *, choosing: bool) -> None:
                 f"TASKD_USER_IDS: the database records {recorded or 'no'} user ids (chosen when "
                 f"it was first migrated), not {wanted}"
             )
+
+
+def summary(applied: Sequence[str], seconds: float) -> str:
+    """One line for people in place of yoyo's line per step: what was applied, and how fast."""
+    if not applied:
+        return "schema up to date"
+    which = " and ".join(applied) if len(applied) <= 2 else f"{applied[0]} to {applied[-1]}"
+    count = "1 migration" if len(applied) == 1 else f"{len(applied)} migrations"
+    return f"applied {count} ({which}) in {seconds:.1f} s"
 
 
 def rollback(database_url: str) -> str | None:

@@ -48,10 +48,3 @@ def parse_user_id(kind: str, text: str) -> UserId | None:
     if kind == TEXT:
         return text if _TEXT_ID.fullmatch(text) else None
     return parse_id(text)
-
-
-def parse_kind(value: str) -> str:
-    """A TASKD_USER_IDS value."""
-    if value not in KINDS:
-        raise ValueError(f"must be one of {', '.join(KINDS)}, got {value!r}")
-    return value

@@ -98,7 +98,7 @@ def test_an_override_is_validated_like_the_environment():
         ("TASKD_DB_TIMEOUT", "0"),
         ("TASKD_DB_TIMEOUT", "nan"),
         ("TASKD_USER_IDS", "uuid"),
-        ("TASKD_USER_IDS", "TEXT"),
+        ("TASKD_USER_IDS", "integers"),
     ],
 )
 def test_a_bad_value_is_a_one_line_error_naming_the_variable(variable, value):
