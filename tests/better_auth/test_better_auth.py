@@ -198,3 +198,8 @@ def test_better_auth_users_use_taskd_with_their_jwts(
     status, _, answer = request("GET", f"{base_url}/api/{bob_id}/tasks", token=bob_token)
     assert (status, json.loads(answer)) == (200, [])
     assert request("GET", f"{base_url}/api/{bob_id}/tasks/{task['id']}", token=bob_token)[0] == 404
+
+    # What a client generated from the served document expects a user id to be.
+    document = json.loads(request("GET", f"{base_url}/openapi.json")[2])
+    user_id_schema = document["components"]["schemas"]["Task"]["properties"]["user_id"]
+    assert user_id_schema["type"] == ("integer" if user_ids == "integer" else "string")
