@@ -142,7 +142,10 @@ def _serve(settings: Settings, apply_migrations: bool) -> int:
         migrate.check_user_ids(database_url, settings.user_ids)
         log.info("%s", migrate.summary([], 0))
     metrics.use_multiprocess_dir()
-    sockets = server.listen(settings)
+    try:
+        sockets = server.listen(settings)
+    except server.ListenError as error:
+        raise CommandError(str(error)) from None
     base_url = f"http://{settings.host}:{server.bound_port(sockets)}"
 
     def announce() -> None:
