@@ -32,6 +32,10 @@ export function equal<T>(actual: T, expected: T, what: string): void {
     check(a === e, `${what}: expected ${e}, got ${a}`);
 }
 
+export function ascending(ids: readonly number[]): number[] {
+    return [...ids].sort((a, b) => a - b);
+}
+
 /** A JWT's `sub`: the user whose URLs the token may use. */
 export function subject(token: string): string {
     const payload: unknown = JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString());

@@ -1,6 +1,15 @@
 // The flow with the SDK @hey-api/openapi-ts generates (its fetch client, default plugins), against
 // a live taskd: one typed function per operation of the served /openapi.json.
-import { check, created, environment, equal, followPages, run, usersOf } from "./common.js";
+import {
+    ascending,
+    check,
+    created,
+    environment,
+    equal,
+    followPages,
+    run,
+    usersOf,
+} from "./common.js";
 import { createClient, createConfig } from "./generated/hey-api/client/index.js";
 import {
     createTask,
@@ -88,7 +97,8 @@ run("hey-api", async () => {
     const feed = await listTaskChanges({ client, path: user });
     check(feed.data !== undefined, "the feed from the start");
     const expected = [...tasks.map((each) => each.id), first.data.id];
-    equal(feed.data.tasks.map((each) => each.id).sort(), expected.sort(), "the feed's tasks");
+    const fed = feed.data.tasks.map((each) => each.id);
+    equal(ascending(fed), ascending(expected), "the feed's tasks");
     equal([feed.data.deleted, feed.data.has_more], [[], false], "the feed's deletions, has_more");
     const gone = { user_id: userId, id: tasks[1].id };
     const deleted = await deleteTask({ client, path: gone });

@@ -2,7 +2,16 @@
 // live taskd: every path, parameter, body and answer typed by the served /openapi.json.
 import createClient from "openapi-fetch";
 
-import { check, created, environment, equal, followPages, run, usersOf } from "./common.js";
+import {
+    ascending,
+    check,
+    created,
+    environment,
+    equal,
+    followPages,
+    run,
+    usersOf,
+} from "./common.js";
 import type { components, paths } from "./generated/openapi-typescript.js";
 
 type Task = components["schemas"]["Task"];
@@ -84,7 +93,8 @@ run("openapi-fetch", async () => {
     const feed = await api.GET("/api/{user_id}/tasks/changes", { params: { path: user } });
     check(feed.data !== undefined, "the feed from the start");
     const expected = [...tasks.map((each) => each.id), first.data.id];
-    equal(feed.data.tasks.map((each) => each.id).sort(), expected.sort(), "the feed's tasks");
+    const fed = feed.data.tasks.map((each) => each.id);
+    equal(ascending(fed), ascending(expected), "the feed's tasks");
     equal([feed.data.deleted, feed.data.has_more], [[], false], "the feed's deletions, has_more");
     const gone = { user_id: userId, id: tasks[1].id };
     const deleted = await api.DELETE("/api/{user_id}/tasks/{id}", { params: { path: gone } });

@@ -17,6 +17,7 @@ from http import HTTPStatus
 from typing import Any, TypeVar, get_type_hints
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 from taskd_client import AuthenticatedClient, Client
 from taskd_client.api.documentation import get_open_api_document
 from taskd_client.api.tasks import (
@@ -223,6 +224,11 @@ def main() -> int:
         flow(os.environ["TASKD_URL"], os.environ["TASKD_TOKEN"], os.environ["TASKD_OTHER_TOKEN"])
     except FlowFailure as failure:
         print(f"openapi-python-client: FAIL: {failure}", file=sys.stderr)
+        return 1
+    except httpx.TransportError as error:
+        # No retry: every answer, refusals included, must leave the connection usable.
+        where = f"{error.request.method} {error.request.url}"
+        print(f"openapi-python-client: FAIL: {where}: {error!r}", file=sys.stderr)
         return 1
     print("openapi-python-client: OK")
     return 0
