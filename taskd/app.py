@@ -33,6 +33,7 @@ def make_verifier(settings: Settings, jwks: JwksCache | None = None) -> TokenVer
         leeway=settings.jwt_leeway,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
+        user_ids=settings.user_ids,
     )
 
 
@@ -87,5 +88,5 @@ def make_app(
         metrics=metrics,
         live=LiveUpdates(settings, settings.database_url, metrics),
         readiness=Readiness(pool, settings.database_url),
-        openapi=orjson.dumps(openapi.build(route_table)),
+        openapi=orjson.dumps(openapi.build(route_table, user_ids=settings.user_ids)),
     )

@@ -15,6 +15,7 @@ from taskd.config import Settings
 from taskd.db.listener import ChangeListener, Subscription
 from taskd.errors import ApiError
 from taskd.metrics import Metrics
+from taskd.user_ids import UserId
 
 # When a refused client may try again: streams end when their tokens expire or clients leave.
 RETRY_AFTER_SECONDS = 10
@@ -50,7 +51,7 @@ class LiveUpdates:
         self._per_user = settings.event_streams_per_user
         self._metrics = metrics
         self._streams: set[Stream] = set()
-        self._per_user_count: Counter[int] = Counter()
+        self._per_user_count: Counter[UserId] = Counter()
         self._stopping = False
         self.listener = ChangeListener(
             settings.listen_url or database_url, on_connected=metrics.observe_listener
@@ -64,7 +65,7 @@ class LiveUpdates:
     def open_streams(self) -> int:
         return len(self._streams)
 
-    def open(self, user_id: int) -> Stream:
+    def open(self, user_id: UserId) -> Stream:
         """A new stream of `user_id`'s changes; 429 past a bound, 503 when stopping."""
         if self._stopping:
             raise ApiError(503, "The server is stopping; reconnect.", headers={"Retry-After": "1"})

@@ -21,6 +21,7 @@ from psycopg.conninfo import make_conninfo
 
 from taskd.db.pool import conninfo
 from taskd.db.queries import load_queries
+from taskd.user_ids import UserId
 
 log = logging.getLogger("taskd")
 
@@ -40,7 +41,7 @@ KEEPALIVES = {
 }
 
 
-async def notify_change(conn: psycopg.AsyncConnection, *, user_id: int, version: int) -> None:
+async def notify_change(conn: psycopg.AsyncConnection, *, user_id: UserId, version: int) -> None:
     """Tell every worker's listener that `user_id` wrote `version` (at commit, if `conn` is in a
     transaction). A failure is logged, not raised: the write it follows has committed, and its
     client must hear so; the user's streams learn of it at the next write or reconnection."""
@@ -54,7 +55,7 @@ async def notify_change(conn: psycopg.AsyncConnection, *, user_id: int, version:
 class Subscription:
     """One stream's interest in one user's changes: set when they may have changed."""
 
-    def __init__(self, user_id: int) -> None:
+    def __init__(self, user_id: UserId) -> None:
         self.user_id = user_id
         # The user's version the stream has read up to; a notification of it or an earlier one
         # (arriving late) is nothing new.
@@ -78,7 +79,8 @@ class ChangeListener:
             **KEEPALIVES,
         )
         self._on_connected = on_connected
-        self._subscriptions: dict[int, set[Subscription]] = {}
+        # By the user id as the notifications spell it (integer or text ids alike).
+        self._subscriptions: dict[str, set[Subscription]] = {}
         self._task: asyncio.Task[None] | None = None
         self.connected = False
         self.backend_pid: int | None = None
@@ -88,20 +90,21 @@ class ChangeListener:
         if self._task is None:
             self._task = asyncio.create_task(self._listen(), name="taskd change listener")
 
-    def subscribe(self, user_id: int) -> Subscription:
+    def subscribe(self, user_id: UserId) -> Subscription:
         """A subscription to `user_id`'s changes; the caller reads once after this, since
         anything committed before it was not notified to it."""
         self.start()
         subscription = Subscription(user_id)
-        self._subscriptions.setdefault(user_id, set()).add(subscription)
+        self._subscriptions.setdefault(str(user_id), set()).add(subscription)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
-        subscribers = self._subscriptions.get(subscription.user_id)
+        key = str(subscription.user_id)
+        subscribers = self._subscriptions.get(key)
         if subscribers is not None:
             subscribers.discard(subscription)
             if not subscribers:
-                del self._subscriptions[subscription.user_id]
+                del self._subscriptions[key]
 
     async def close(self) -> None:
         if self._task is not None:
@@ -141,9 +144,9 @@ class ChangeListener:
                 subscription.wake(None)
 
     def _dispatch(self, payload: str) -> None:
-        user, _, version = payload.partition(":")
-        if not (user.isdigit() and version.isdigit()):
+        user, _, version = payload.rpartition(":")
+        if not (user and version.isascii() and version.isdigit()):
             log.warning("ignoring a notification on %s that taskd did not raise", CHANNEL)
             return
-        for subscription in self._subscriptions.get(int(user), ()):
+        for subscription in self._subscriptions.get(user, ()):
             subscription.wake(int(version))
