@@ -10,7 +10,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.abc import Buffer
 from psycopg.adapt import Loader
-from psycopg.pq import Format, TransactionStatus
+from psycopg.pq import Format
 
 from taskd.db.queries import Query, load_queries
 from taskd.page_cache import (
@@ -126,14 +126,13 @@ async def _fetch_task(
 
 @asynccontextmanager
 async def _one_transaction(conn: AsyncConnection) -> AsyncIterator[None]:
-    """The statements of one write as one transaction sent at once (one round trip): a
-    transaction of its own on an autocommit connection (the pool's), else the caller's."""
+    """The statements of one write as one transaction sent at once, in one round trip. Pipelined
+    statements run up to the pipeline's one Sync, which on an autocommit connection (the pool's)
+    ends them as one implicit transaction: committed together, or rolled back together when one
+    fails. Elsewhere they are part of the caller's transaction. (psycopg's transaction() would
+    sync, so wait for the server, at BEGIN and again at COMMIT.)"""
     async with conn.pipeline():
-        if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
-            async with conn.transaction():
-                yield
-        else:
-            yield
+        yield
 
 
 async def create_task(
