@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import zlib
+from collections.abc import Callable
 from functools import cached_property
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar
@@ -17,18 +19,28 @@ from taskd.config import Settings
 from taskd.db.pool import connection
 from taskd.db.users import provision_user
 from taskd.errors import ApiError, problem
+from taskd.headers import accepts_gzip
 from taskd.models import ModelT, parse_body
 
 log = logging.getLogger("taskd")
 
 MAX_BODY_BYTES = 64 * 1024
 LARGE_RESPONSE_BYTES = 64 * 1024
+GZIP_LEVEL = 1
+# zlib's window of 2**15 bytes, with a gzip header and trailer (RFC 1952) rather than zlib's.
+GZIP_WBITS = 16 + 15
 JSON_TYPE = "application/json"
 PROBLEM_TYPE = "application/problem+json"
 CORS_REQUEST_HEADERS = "Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key"
 CORS_EXPOSED_HEADERS = "ETag, Location, Link, Retry-After, WWW-Authenticate, X-Request-ID"
 # Users already provisioned by this process; forgotten wholesale when it grows past the bound.
 KNOWN_USERS_MAX = 100_000
+
+
+def gzip_body(body: bytes) -> bytes:
+    """`body` gzip-coded at the fastest level: for a 1000-task page, 0.4 ms of CPU and a 22nd
+    of the bytes (level 6 saves another sixth of them for three times the CPU)."""
+    return zlib.compress(body, GZIP_LEVEL, wbits=GZIP_WBITS)
 
 
 class BaseHandler(RequestHandler):
@@ -86,10 +98,22 @@ class BaseHandler(RequestHandler):
         # Tornado would hash every GET body; task versions get ETags of their own (CONTRACT §8).
         return None
 
-    def send_json(self, body: bytes | str, status: int = 200) -> None:
+    def send_json(
+        self, body: bytes | str, status: int = 200, *, gzipped: Callable[[], bytes] | None = None
+    ) -> None:
+        """Send `body`; when it is large and the client accepts gzip, gzip-coded (`gzipped`
+        gives the coded form, for a body that keeps one; else it is coded here)."""
         self.set_status(status)
         self.set_header("Content-Type", JSON_TYPE)
         if isinstance(body, bytes) and len(body) > LARGE_RESPONSE_BYTES:
+            # Only bodies this large are coded (list and feed pages, the OpenAPI document): never
+            # a Task, which is smaller (and sent as str), so its strong ETag names exactly the
+            # bytes sent. The choice depends on Accept-Encoding, which Vary says.
+            self.add_header("Vary", "Accept-Encoding")
+            if accepts_gzip(self.request.headers.get("Accept-Encoding")):
+                self.set_header("Content-Encoding", "gzip")
+                self.finish(gzipped() if gzipped is not None else gzip_body(body))
+                return
             # Headers first, so that Tornado sends the body as it is instead of copying it onto
             # the end of the headers (a list page is a few hundred KB).
             self.set_header("Content-Length", len(body))
