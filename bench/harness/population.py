@@ -13,7 +13,7 @@ order, so the plans name tasks without asking either server.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import accumulate
@@ -104,25 +104,44 @@ class Population:
                 return DELETE
         raise ValueError(f"no request for {kind}")
 
-    def seed_sql(self, table: str, *, identity: str = "", before: str = "") -> str:
+    @property
+    def owners_sql(self) -> str:
+        """A FROM item of every user's id and number of tasks: `owners (count, user_id)`."""
+        counts = "{" + ",".join(map(str, self.counts)) + "}"
+        return f"unnest('{counts}'::int[]) WITH ORDINALITY AS owners (count, user_id)"
+
+    def seed_sql(
+        self,
+        table: str,
+        *,
+        identity: str = "",
+        before: str = "",
+        extra_columns: Mapping[str, str] | None = None,
+    ) -> str:
         """SQL that inserts every task into `table` with its planned id, then moves the id
         sequence past them. `identity` goes between the column list and the SELECT (taskd's id is
-        GENERATED ALWAYS: OVERRIDING SYSTEM VALUE); `before` runs first (taskd's users rows)."""
-        counts = "{" + ",".join(map(str, self.counts)) + "}"
+        GENERATED ALWAYS: OVERRIDING SYSTEM VALUE); `before` runs first (taskd's users rows);
+        `extra_columns` are more columns, each an expression over the seeded columns and `n`,
+        the task's number among its user's."""
+        columns = ["id", "user_id", "title", "description", "is_completed", "created_at"]
+        columns += ["updated_at", *(extra_columns or {})]
+        values = [*columns[:7], *(extra_columns or {}).values()]
         # S608: every piece is the harness's own constant or number, none comes from outside.
         return f"""
             {before}
-            WITH owners AS (
-                SELECT user_id, count, sum(count) OVER (ORDER BY user_id) - count AS before
-                FROM unnest('{counts}'::int[]) WITH ORDINALITY AS c (count, user_id)
+            WITH seeded AS (
+                SELECT before + n AS id, user_id, 'Seeded task ' || n AS title,
+                       '{TASK_DESCRIPTION}' AS description, n % 4 = 0 AS is_completed,
+                       timestamptz '{SEED_EPOCH}' + n * interval '1 minute' AS created_at,
+                       timestamptz '{SEED_EPOCH}' + n * interval '1 minute' AS updated_at, n
+                FROM (
+                    SELECT user_id, count, sum(count) OVER (ORDER BY user_id) - count AS before
+                    FROM {self.owners_sql}
+                ) AS numbered, generate_series(1, count) AS n
             )
-            INSERT INTO {table} (id, user_id, title, description, is_completed, created_at,
-                                 updated_at)
+            INSERT INTO {table} ({", ".join(columns)})
             {identity}
-            SELECT before + n, user_id, 'Seeded task ' || n, '{TASK_DESCRIPTION}', n % 4 = 0,
-                   timestamptz '{SEED_EPOCH}' + n * interval '1 minute',
-                   timestamptz '{SEED_EPOCH}' + n * interval '1 minute'
-            FROM owners, generate_series(1, count) AS n;
+            SELECT {", ".join(values)} FROM seeded;
             SELECT setval(pg_get_serial_sequence('{table}', 'id'), {sum(self.counts)});
             ANALYZE;
         """  # noqa: S608

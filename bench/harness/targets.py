@@ -10,7 +10,7 @@ from typing import Protocol
 
 from harness import HOST, BenchError
 from harness.commands import progress, run
-from harness.population import USERS, Population
+from harness.population import Population
 from harness.server import Launch
 from harness.tokens import hs256_token
 
@@ -57,9 +57,17 @@ class Taskd:
 
     @staticmethod
     def many_users_seed_sql(people: Population) -> str:
-        # The users rows the tasks' foreign key needs; tasks.json is rendered by the trigger.
-        users = f"INSERT INTO users (id) SELECT generate_series(1, {USERS}) ON CONFLICT DO NOTHING;"
-        return people.seed_sql("tasks", identity="OVERRIDING SYSTEM VALUE", before=users)
+        # What taskd's writes would have left (migration 0008): each user's version counts their
+        # writes, here one create per task, and each task carries the version its create took.
+        # tasks.json is a generated column. The readiness probe may have provisioned a user.
+        users = f"INSERT INTO users (id, version) SELECT user_id, count FROM {people.owners_sql}"  # noqa: S608
+        users += " ON CONFLICT (id) DO UPDATE SET version = excluded.version;"
+        return people.seed_sql(
+            "tasks",
+            identity="OVERRIDING SYSTEM VALUE",
+            before=users,
+            extra_columns={"version": "n"},
+        )
 
     @staticmethod
     def _env(database_url: str, secret: str) -> dict[str, str]:
