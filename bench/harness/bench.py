@@ -16,7 +16,7 @@ from math import ceil
 from pathlib import Path
 
 from harness import HOST, BenchError, cpu
-from harness.api import ApiClient
+from harness.api import ApiClient, list_cache_lookups
 from harness.commands import progress
 from harness.population import (
     HEAVY_TASKS,
@@ -79,6 +79,8 @@ class ScenarioResult:
     # The share of the machine's CPU that went to work other than the benchmark's.
     foreign_cpu_share: float
     notes: tuple[str, ...] = ()
+    # taskd's list-page-cache lookups during the scenario, by outcome (none for the reference).
+    list_cache: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -201,7 +203,8 @@ def bench_set(target: Target, data_set: str, options: Options, wrk: str) -> SetR
                 threads=options.threads,
                 env=seeded.workload.env,
             )
-            runner = Runner(name, server, database_url, load, options, workdir)
+            port_with_metrics = port if target.list_cache else None
+            runner = Runner(name, server, database_url, load, options, workdir, port_with_metrics)
             scenarios = runner.run(seeded.workload, set_scenarios(data_set, options))
     return SetRun(target.name, data_set, started_at, seeded.shape, seeded.list_bytes, scenarios)
 
@@ -295,8 +298,10 @@ class Runner:
         load: Load,
         options: Options,
         workdir: Path,
+        metrics_port: int | None = None,
     ) -> None:
         self._name = name
+        self._metrics_port = metrics_port
         self._server = server
         self._database_url = database_url
         self._load = load
@@ -334,9 +339,14 @@ class Runner:
         self._settle()
         progress(f"{self._name}: {scenario} for {self._options.duration} s")
         since_reset = self._server.reset_memory_peaks()
+        lookups_before = self._list_cache_lookups()
         start = cpu.snapshot(self._server.pid)
         load = self._load.run(script, self._options.duration, env)
         foreign = cpu.foreign_share(start, self._server.pid, self._database_url)
+        lookups = {
+            outcome: count - lookups_before.get(outcome, 0)
+            for outcome, count in self._list_cache_lookups().items()
+        }
         notes = []
         if self._stalled(load):
             notes.append(
@@ -350,7 +360,12 @@ class Runner:
                 "these figures are not comparable"
             )
         memory = self._server.memory_peaks(since_reset)
-        return ScenarioResult(load, memory, foreign, tuple(notes))
+        return ScenarioResult(load, memory, foreign, tuple(notes), lookups)
+
+    def _list_cache_lookups(self) -> dict[str, int]:
+        if self._metrics_port is None:
+            return {}
+        return list_cache_lookups(self._metrics_port)
 
     def _stalled(self, load: WrkResult) -> bool:
         short_latencies = load.latency_ms["mean"] / 1000 <= EDGE_SHARE * load.seconds

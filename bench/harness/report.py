@@ -66,6 +66,7 @@ COMPARISONS = {
     ),
 }
 MAX_WORKER_MIB = 100.0
+OUTCOMES = ("hit", "patch", "miss")
 
 
 @dataclass(frozen=True)
@@ -93,13 +94,22 @@ def _ms(value: float) -> str:
     return f"{value:.1f}"
 
 
+def _list_cache(result: ScenarioResult) -> str:
+    """The shares of the scenario's lists that taskd's page cache served as kept, patched, or
+    read in full; "-" without lists (or for the reference, which keeps none)."""
+    total = sum(result.list_cache.values())
+    if not total:
+        return "-"
+    return "/".join(f"{result.list_cache.get(outcome, 0) / total:.0%}" for outcome in OUTCOMES)
+
+
 def _errors(result: ScenarioResult) -> int:
     return result.load.socket_error_count + result.load.non_2xx
 
 
 def target_report(run: SetRun, options: Options) -> str:
     headers = ["scenario", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "socket err", "non-2xx"]
-    headers += ["RSS/worker MiB", "parent MiB", "other CPU"]
+    headers += ["RSS/worker MiB", "parent MiB", "other CPU", "list hit/patch/miss"]
     rows = []
     for name, result in run.scenarios.items():
         latency = result.load.latency_ms
@@ -113,6 +123,7 @@ def target_report(run: SetRun, options: Options) -> str:
                 f"{result.memory.max_worker_mib:.1f}",
                 f"{result.memory.parent.peak_mib:.1f}",
                 f"{result.foreign_cpu_share:.0%}",
+                _list_cache(result),
             ]
         )
     title = (
@@ -270,6 +281,7 @@ def set_json(run: SetRun) -> dict[str, Any]:
                 **asdict(result.load),
                 "memory": asdict(result.memory) | {"max_worker_mib": result.memory.max_worker_mib},
                 "foreign_cpu_share": round(result.foreign_cpu_share, 3),
+                "list_cache_lookups": result.list_cache,
                 "notes": list(result.notes),
             }
             for name, result in run.scenarios.items()
