@@ -244,6 +244,8 @@ def seed_many_users(stage: Stage) -> Seeded:
     with stage.client(heaviest, tokens[heaviest]) as client:
         progress(f"{stage.target.name}: seeding {TASKS:,} tasks of {USERS:,} users with SQL")
         run_script(stage.database_url, stage.target.many_users_seed_sql(people))
+        # The seed outlasts keep-alive timeouts (uvicorn's is 5 s): ask on a new connection.
+        client.close()
         list_bytes = checked_list_size(client, HEAVY_TASKS)
     plans = stage.workdir / "plans"
     plans.mkdir()
