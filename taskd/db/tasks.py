@@ -14,7 +14,10 @@ from psycopg.pq import Format
 
 from taskd.db.queries import Query, load_queries
 from taskd.page_cache import (
+    HIT,
     MAX_PATCH,
+    MISS,
+    PATCH,
     CachedPage,
     Changes,
     Page,
@@ -240,6 +243,7 @@ async def list_tasks(
         fresh = refreshed(cached, changes, limit=limit, descending=_descending(sort))
         if fresh is not None:
             cache.put(key, fresh)
+            cache.record(HIT if fresh is cached else PATCH)
             return fresh.page
     query = _LIST_QUERIES[sort]
     after_value, after_id = after if after is not None else (None, None)
@@ -259,12 +263,15 @@ async def list_tasks(
     assert row is not None
     tasks_json, last_value, last_id, version, task_count, more, ids, created_us, sizes = row
     page = Page(b"".join((b"[", tasks_json, b"]")), (last_value, last_id) if more else None)
-    if cache is not None:
+    # Rows are cut out of the page only for a cache that can keep it (none when it is off).
+    if cache is not None and cache.keeps(len(page.json)):
         whole_list = ids is not None and not more and after is None
         rows = None
         if whole_list and completed is None and pattern is None:
             rows = page_rows(page.json, ids, created_us, sizes)
         cache.put(key, CachedPage(page, version, task_count, rows))
+    if cache is not None:
+        cache.record(MISS)
     return page
 
 
