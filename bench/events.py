@@ -23,13 +23,13 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from harness import HOST, BenchError, processes
-from harness.api import ApiClient
-from harness.bench import READER_ID, WRITER_ID, free_port, scenario_load, seed, write_ids
+from harness.bench import WRITER_ID, Stage, free_port, seed_one_user
 from harness.commands import program, progress
 from harness.events import IdleStreams, write_latencies
 from harness.postgres import fresh_database
@@ -117,24 +117,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         port = free_port()
         launch = target.launch(database_url, secret, port, args.workers)
         # Every idle stream in one worker, at worst (SO_REUSEPORT spreads them only roughly).
-        launch.env["TASKD_EVENT_STREAMS_MAX"] = str(args.streams + 10)
-        tokens = {user: hs256_token(secret, user, TOKEN_TTL_S) for user in (READER_ID, WRITER_ID)}
+        launch = replace(
+            launch, env=launch.env | {"TASKD_EVENT_STREAMS_MAX": str(args.streams + 10)}
+        )
+        writer_token = hs256_token(secret, WRITER_ID, TOKEN_TTL_S)
         progress(f"taskd: starting on port {port} with {args.workers} workers")
-        with (
-            running(launch, workdir / "server.log") as server,
-            ApiClient(port, READER_ID, tokens[READER_ID]) as reader,
-        ):
-            server.wait_ready(launch, reader.answers)
-            reader_ids = workdir / "reader-ids.txt"
-            write_ids(reader_ids, seed(reader))
-            load = scenario_load(wrk, port, args.connections, args.threads, tokens, reader_ids)
+        with running(launch, workdir / "server.log") as server:
+            stage = Stage(target, server, launch, database_url, secret, port, workdir)
+            seeded = seed_one_user(stage)
+            load = Load(
+                wrk=wrk,
+                url=f"http://{HOST}:{port}",
+                connections=args.connections,
+                threads=args.threads,
+                env=seeded.workload.env,
+            )
             load.run("mixed", 3)  # warm-up, not measured
 
             server.wait_idle()
             progress(f"latency: {args.writes} writes, each awaited, one stream reading")
-            latencies = asyncio.run(
-                write_latencies(port, WRITER_ID, tokens[WRITER_ID], args.writes)
-            )
+            latencies = asyncio.run(write_latencies(port, WRITER_ID, writer_token, args.writes))
             latency_ms = {
                 "median": statistics.median(latencies) * 1000,
                 "p99": percentile(latencies, 0.99) * 1000,

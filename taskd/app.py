@@ -84,7 +84,7 @@ def make_app(
         pool=pool,
         token_verifier=make_verifier(settings, jwks),
         known_users=set(),
-        page_cache=PageCache(settings.list_cache_mb * 1024 * 1024),
+        page_cache=PageCache(settings.list_cache_mb * 1024 * 1024, metrics.observe_list_cache),
         metrics=metrics,
         live=LiveUpdates(settings, settings.database_url, metrics),
         readiness=Readiness(pool, settings.database_url),

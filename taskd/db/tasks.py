@@ -10,12 +10,15 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.abc import Buffer
 from psycopg.adapt import Loader
-from psycopg.pq import Format, TransactionStatus
+from psycopg.pq import Format
 
 from taskd.db.listener import notify_change
 from taskd.db.queries import Query, load_queries
 from taskd.page_cache import (
+    HIT,
     MAX_PATCH,
+    MISS,
+    PATCH,
     CachedPage,
     Changes,
     Page,
@@ -138,14 +141,13 @@ async def _announced(
 
 @asynccontextmanager
 async def _one_transaction(conn: AsyncConnection) -> AsyncIterator[None]:
-    """The statements of one write as one transaction sent at once (one round trip): a
-    transaction of its own on an autocommit connection (the pool's), else the caller's."""
+    """The statements of one write as one transaction sent at once, in one round trip. Pipelined
+    statements run up to the pipeline's one Sync, which on an autocommit connection (the pool's)
+    ends them as one implicit transaction: committed together, or rolled back together when one
+    fails. Elsewhere they are part of the caller's transaction. (psycopg's transaction() would
+    sync, so wait for the server, at BEGIN and again at COMMIT.)"""
     async with conn.pipeline():
-        if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
-            async with conn.transaction():
-                yield
-        else:
-            yield
+        yield
 
 
 async def create_task(
@@ -256,6 +258,7 @@ async def list_tasks(
         fresh = refreshed(cached, changes, limit=limit, descending=_descending(sort))
         if fresh is not None:
             cache.put(key, fresh)
+            cache.record(HIT if fresh is cached else PATCH)
             return fresh.page
     query = _LIST_QUERIES[sort]
     after_value, after_id = after if after is not None else (None, None)
@@ -275,12 +278,15 @@ async def list_tasks(
     assert row is not None
     tasks_json, last_value, last_id, version, task_count, more, ids, created_us, sizes = row
     page = Page(b"".join((b"[", tasks_json, b"]")), (last_value, last_id) if more else None)
-    if cache is not None:
+    # Rows are cut out of the page only for a cache that can keep it (none when it is off).
+    if cache is not None and cache.keeps(len(page.json)):
         whole_list = ids is not None and not more and after is None
         rows = None
         if whole_list and completed is None and pattern is None:
             rows = page_rows(page.json, ids, created_us, sizes)
         cache.put(key, CachedPage(page, version, task_count, rows))
+    if cache is not None:
+        cache.record(MISS)
     return page
 
 
