@@ -419,7 +419,10 @@ def test_a_drain_cuts_off_no_request_that_arrives_on_an_idle_keep_alive_connecti
                 not_started += 1
                 continue
             status, headers, body = response
-            assert (status, headers.get("connection")) == (201, "close"), body
+            # `Connection: close` marks an answer given during the drain. A write that a worker
+            # served whole before SIGTERM reached it (the supervisor forwards the signal) has
+            # none; the drain then closes its connection as idle, after the answer.
+            assert status == 201 and headers.get("connection") in ("close", None), body
             created.add(json.loads(body)["title"])
             answered += 1
         assert server.popen.wait(timeout=STOP_TIMEOUT) == 0, server.output()
