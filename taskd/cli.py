@@ -43,8 +43,14 @@ def _parser() -> argparse.ArgumentParser:
         "--migrate", action="store_true", help="apply pending migrations before serving"
     )
     migrate_cmd = commands.add_parser("migrate", help="apply pending migrations")
-    migrate_cmd.add_argument(
+    migrate_how = migrate_cmd.add_mutually_exclusive_group()
+    migrate_how.add_argument(
         "--rollback", action="store_true", help="undo the most recently applied migration"
+    )
+    migrate_how.add_argument(
+        "--distribute",
+        action="store_true",
+        help="then distribute the tables by user on a Citus coordinator (docs/SCALING.md)",
     )
     token = commands.add_parser("token", help="print a signed HS256 token for a user")
     token.add_argument("--user-id", type=int, required=True, help="the token's sub")
@@ -85,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(settings, args.migrate)
         if args.command == "migrate":
-            return _migrate(settings, args.rollback)
+            return _migrate(settings, args.rollback, args.distribute)
         if args.command == "smoke":
             return _smoke(settings, args)
         return _token(settings, args.user_id, args.ttl)
@@ -166,15 +172,26 @@ def _print_dev_instructions(settings: Settings, base_url: str) -> None:
     )
 
 
-def _migrate(settings: Settings, rollback: bool) -> int:
+def _migrate(settings: Settings, rollback: bool, distribute: bool) -> int:
     database_url = _database_url(settings)
     try:
+        # Before anything is applied: a server without Citus is left as it was.
+        citus = migrate.require_citus(database_url) if distribute else None
         if rollback:
             undone = migrate.rollback(database_url)
             print(f"rolled back {undone}" if undone else "nothing to roll back")
         else:
             applied = migrate.apply(database_url)
             print(f"applied {', '.join(applied)}" if applied else "no pending migrations")
+        if distribute:
+            distributed = migrate.distribute(database_url)
+            print(
+                f"distributed {', '.join(distributed)} (Citus {citus})"
+                if distributed
+                else f"already distributed (Citus {citus})"
+            )
+    except migrate.NotCitusError as error:
+        raise ConfigError(f"DATABASE_URL: {error}") from None
     except Exception as error:
         raise CommandError(f"migration failed: {error}") from None
     return 0
