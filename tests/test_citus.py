@@ -54,7 +54,7 @@ def test_migrate_distribute_distributes_every_user_table_by_user_then_changes_no
     assert first.returncode == 0, first.stderr
     version = first.stdout.rpartition("(Citus ")[2].rstrip(")\n")
     assert first.stdout == (
-        "no pending migrations\n"
+        "schema up to date\n"
         f"distributed idempotency_keys, task_tombstones, tasks, users (Citus {version})\n"
     )
     tables = distribution(url)
@@ -65,7 +65,7 @@ def test_migrate_distribute_distributes_every_user_table_by_user_then_changes_no
 
     again = taskd("migrate", "--distribute", env=env, cwd=workdir)
     assert again.returncode == 0, again.stderr
-    assert again.stdout == f"no pending migrations\nalready distributed (Citus {version})\n"
+    assert again.stdout == f"schema up to date\nalready distributed (Citus {version})\n"
     assert distribution(url) == tables
 
 
