@@ -125,8 +125,9 @@ async def _fetch_task(
 
 @asynccontextmanager
 async def _one_transaction(conn: AsyncConnection) -> AsyncIterator[None]:
-    """The statements of one write as one transaction sent at once (one round trip): a
-    transaction of its own on an autocommit connection (the pool's), else the caller's."""
+    """The statements of one write as one transaction, sent together (one round trip, two for a
+    create): a transaction of its own on an autocommit connection (the pool's), else the
+    caller's."""
     async with conn.pipeline():
         if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
             async with conn.transaction():
@@ -141,9 +142,12 @@ async def create_task(
     """Insert a task (provisioning its user) and return it."""
     take, insert = _QUERIES["take_next_version"], _QUERIES["insert_task"]
     async with _one_transaction(conn):
-        await conn.execute(take.sql, take.bind(user_id=user_id))
+        taken = await conn.execute(take.sql, take.bind(user_id=user_id))
+        version = await taken.fetchone()
+        assert version is not None
         cursor = await conn.execute(
-            insert.sql, insert.bind(user_id=user_id, title=title, description=description)
+            insert.sql,
+            insert.bind(user_id=user_id, title=title, description=description, version=version[0]),
         )
     row = await cursor.fetchone()
     assert row is not None
