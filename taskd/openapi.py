@@ -24,11 +24,11 @@ from pydantic_core import core_schema
 from tornado.web import RequestHandler
 
 from taskd import __version__, routes
-from taskd.auth import MAX_USER_ID, AuthMixin
+from taskd.auth import AuthMixin
+from taskd.client_stream import MAX_HEADER_BYTES
 from taskd.db.tasks import DEFAULT_SORT, SORTS
 from taskd.handlers.base import JSON_TYPE, MAX_BODY_BYTES, PROBLEM_TYPE, ApiHandler
 from taskd.handlers.docs import ASSETS
-from taskd.header_limit import MAX_HEADER_BYTES
 from taskd.headers import IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_MAX
 from taskd.listing import LIMIT_MAX, Q_MAX
 from taskd.logs import REQUEST_ID_HEADER
@@ -41,6 +41,7 @@ from taskd.models import (
     TaskCreate,
     TaskUpdate,
 )
+from taskd.user_ids import INTEGER, MAX_ID, TEXT, TEXT_ID_MAX_LENGTH, TEXT_ID_PATTERN
 
 VERSION = "3.1.0"
 SCHEMAS = "#/components/schemas/"
@@ -49,7 +50,17 @@ PARAMETERS = "#/components/parameters/"
 MODELS = (Task, TaskCreate, TaskUpdate, TaskCompletion, TaskChanges, DeletedTask)
 # Methods every handler answers that are no operation of the API.
 NOT_OPERATIONS = {"OPTIONS", "HEAD"}
-ID_SCHEMA = {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_USER_ID}
+ID_SCHEMA = {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_ID}
+# A deployment's user ids (taskd/user_ids.py): its path parameter and Task.user_id say which.
+USER_ID_SCHEMAS = {
+    INTEGER: ID_SCHEMA,
+    TEXT: {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": TEXT_ID_MAX_LENGTH,
+        "pattern": TEXT_ID_PATTERN,
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -456,7 +467,7 @@ def _problem_schemas() -> dict[str, Any]:
     }
 
 
-def _components() -> dict[str, Any]:
+def _components(user_ids: str) -> dict[str, Any]:
     responses = {
         name: {
             "description": description,
@@ -465,8 +476,10 @@ def _components() -> dict[str, Any]:
         }
         for status, (name, description, schema) in ERRORS.items()
     }
+    schemas = _model_schemas()
+    schemas["Task"]["properties"]["user_id"] = USER_ID_SCHEMAS[user_ids]
     return {
-        "schemas": {**_model_schemas(), **_problem_schemas()},
+        "schemas": {**schemas, **_problem_schemas()},
         "responses": responses,
         "parameters": HEADER_PARAMETERS,
         "headers": {
@@ -498,7 +511,7 @@ def _error_statuses(
 ) -> list[int]:
     """What the handler's class, the method and the path make this operation answer."""
     authenticated = issubclass(handler, AuthMixin)
-    # Any request can bring too many header bytes (taskd/header_limit.py).
+    # Any request can bring too many header bytes (taskd/client_stream.py).
     statuses = {*operation.errors, 431}
     if authenticated:
         statuses |= {401, 403, 503}
@@ -512,7 +525,11 @@ def _error_statuses(
 
 
 def _operation(
-    operation: Operation, handler: type[RequestHandler], method: str, path: str
+    operation: Operation,
+    handler: type[RequestHandler],
+    method: str,
+    path: str,
+    path_parameters: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, Any]:
     success: dict[str, Any] = {
         "description": operation.description,
@@ -528,7 +545,7 @@ def _operation(
     for status in _error_statuses(operation, handler, method, path):
         responses[str(status)] = {"$ref": RESPONSES + ERRORS[status][0]}
     parameters = [
-        {"name": name, "in": "path", "required": True, **PATH_PARAMETERS[name]}
+        {"name": name, "in": "path", "required": True, **path_parameters[name]}
         for name in routes.parameters(path)
     ]
     described: dict[str, Any] = {
@@ -547,7 +564,14 @@ def _operation(
     return described
 
 
-def build(route_table: Sequence[tuple[str, type[RequestHandler]]]) -> dict[str, Any]:
+def build(
+    route_table: Sequence[tuple[str, type[RequestHandler]]], *, user_ids: str = INTEGER
+) -> dict[str, Any]:
+    """The document of a deployment whose user ids are of the kind `user_ids`."""
+    path_parameters = {
+        **PATH_PARAMETERS,
+        "user_id": {**PATH_PARAMETERS["user_id"], "schema": USER_ID_SCHEMAS[user_ids]},
+    }
     paths: dict[str, dict[str, Any]] = {}
     for pattern, handler in route_table:
         path = routes.template(pattern)
@@ -558,7 +582,7 @@ def build(route_table: Sequence[tuple[str, type[RequestHandler]]]) -> dict[str, 
             if operation is None:
                 raise ValueError(f"{method} {path} is not described in taskd.openapi.OPERATIONS")
             paths.setdefault(path, {})[method.lower()] = _operation(
-                operation, handler, method, path
+                operation, handler, method, path, path_parameters
             )
     described = {(method.upper(), path) for path, item in paths.items() for method in item}
     if stale := set(OPERATIONS) - described:
@@ -579,5 +603,5 @@ def build(route_table: Sequence[tuple[str, type[RequestHandler]]]) -> dict[str, 
             {"name": "documentation", "description": "This document (public)."},
         ],
         "paths": paths,
-        "components": _components(),
+        "components": _components(user_ids),
     }

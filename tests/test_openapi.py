@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import OneConnectionPool, body, make_token
+from conftest import OneConnectionPool, body, make_token, new_user_id
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import OpenAPIV30SpecValidator, OpenAPIV31SpecValidator, validate
 from referencing import Registry, Resource
@@ -258,7 +258,7 @@ async def test_real_api_responses_match_the_document(api, user_id, checker):
         ("PATCH", COMPLETE, item + "/complete", {"json": {"is_completed": "no"}}),  # 422
         ("GET", TASKS, tasks, {"user": None}),  # 401: no token
         ("GET", TASKS, tasks, {"token": wrong_secret}),  # 401: refused token
-        ("GET", TASKS, f"/api/{user_id + 1}/tasks", {}),  # 403
+        ("GET", TASKS, f"/api/{new_user_id()}/tasks", {}),  # 403
         ("GET", TASK, f"{tasks}/999999999999", {}),  # 404
         ("PUT", TASK, f"{tasks}/abc", {"json": {"title": "x"}}),  # 404
         ("POST", TASKS, tasks, {"body": b"x" * (64 * 1024 + 1), "headers": JSON_HEADERS}),
