@@ -14,20 +14,15 @@ SELECT logicalrelid::text FROM pg_dist_partition ORDER BY logicalrelid::text;
 -- users first, because the others' foreign keys refer to it. A table that is already
 -- distributed is left as it is, so a second run changes nothing. Rows a table had before are
 -- copied to its shards; the coordinator's now invisible local copy is then truncated.
--- Then taskd's own functions (taskd_task_json, called in writes that run on the workers) are
--- created on the workers: Citus propagates CREATE FUNCTION only once it is installed (and not
--- while a function depends on a table it does not manage), so a database migrated before
--- Citus has them on the coordinator alone.
+-- taskd_task_json, which renders the JSON on the workers, needs no step of its own: it is a
+-- dependency of tasks (the generated column json), which Citus creates on the workers when it
+-- distributes tasks, even in a database migrated before Citus was installed.
 DO $$
 DECLARE
     plan record;
-    taskd_function record;
     newly_distributed regclass[] := '{}';
     table_with_local_rows regclass;
 BEGIN
-    -- One connection per worker for the whole transaction: Citus requires it of a
-    -- transaction that distributes a function after it created shards.
-    SET LOCAL citus.multi_shard_modify_mode TO 'sequential';
     FOR plan IN
         SELECT tables.relation::regclass AS relation, distribution_column, colocate_with
         FROM (VALUES (1, 'users', 'id', 'default'),
@@ -44,18 +39,6 @@ BEGIN
             plan.relation, plan.distribution_column, colocate_with => plan.colocate_with
         );
         newly_distributed := newly_distributed || plan.relation;
-    END LOOP;
-    FOR taskd_function IN
-        SELECT p.oid::regprocedure AS signature
-        FROM pg_proc AS p
-        WHERE p.pronamespace = current_schema()::regnamespace
-          AND p.proname LIKE 'taskd\_%'
-          AND NOT EXISTS (
-              SELECT FROM pg_catalog.pg_dist_object AS distributed
-              WHERE distributed.classid = 'pg_proc'::regclass AND distributed.objid = p.oid
-          )
-    LOOP
-        PERFORM create_distributed_function(taskd_function.signature);
     END LOOP;
     -- Only once all are distributed: truncating users cascades along the foreign keys.
     FOREACH table_with_local_rows IN ARRAY newly_distributed LOOP

@@ -16,13 +16,12 @@ import psycopg
 CITUS_PROPAGATION = "SET citus.enable_create_database_propagation TO on"
 
 
-def database_on_node(url: str, dbname: str, host: str, port: int) -> str:
-    """`url` with the database `dbname` on the node host:port (same user and password)."""
+def on_node(url: str, host: str, port: int) -> str:
+    """`url`'s database on the node host:port (same user and password)."""
     parts = urlsplit(url)
     credentials = parts.netloc.rpartition("@")[0]
     address = f"{host}:{port}"
-    netloc = f"{credentials}@{address}" if credentials else address
-    return parts._replace(netloc=netloc, path="/" + dbname).geturl()
+    return parts._replace(netloc=f"{credentials}@{address}" if credentials else address).geturl()
 
 
 def create_database(coordinator_url: str, dbname: str, *, with_citus: bool = True) -> str:
@@ -54,9 +53,8 @@ def install_citus(coordinator_url: str, url: str) -> None:
     if coordinator is None:  # not registered in the maintenance database: the URL's address
         parts = urlsplit(coordinator_url)
         coordinator = (parts.hostname or "127.0.0.1", parts.port or 5432)
-    dbname = urlsplit(url).path.lstrip("/")
     for host, port in workers:
-        with psycopg.connect(database_on_node(url, dbname, host, port)) as worker:
+        with psycopg.connect(on_node(url, host, port)) as worker:
             worker.execute("CREATE EXTENSION IF NOT EXISTS citus")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION citus")

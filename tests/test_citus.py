@@ -64,6 +64,8 @@ def test_migrate_distribute_distributes_every_user_table_by_user_then_changes_no
     assert len({group for _, group in tables.values()}) == 1
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT id FROM users").fetchall() == [(user,)]
+        # The coordinator's own copy of the row, invisible now, is gone too.
+        assert conn.execute("SELECT pg_relation_size('users')").fetchone() == (0,)
 
     again = taskd("migrate", "--distribute", env=env, cwd=workdir)
     assert again.returncode == 0, again.stderr
