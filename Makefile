@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SOURCES := setup.py $(shell find taskd sql migrations -type f -not -path '*/__pycache__/*')
 export TASKD_DATA_DIR ?= $(CURDIR)/.taskd
 
-.PHONY: run test test-text-ids test-pgbouncer test-citus lint typecheck check check-install check-unit check-better-auth clean bench bench-compare fuzz
+.PHONY: run test test-text-ids test-pgbouncer test-citus lint typecheck check check-install check-unit check-better-auth check-clients clean bench bench-compare fuzz
 
 # A non-editable install, so the tests exercise exactly what `pip install .` ships.
 $(STAMP): $(SOURCES)
@@ -58,6 +58,12 @@ fuzz: $(STAMP)
 
 check-install:
 	PYTHON="$(PYTHON)" bash tests/check_install.sh
+
+# Clients generated from a live taskd's /openapi.json (openapi-typescript + openapi-fetch,
+# @hey-api/openapi-ts, openapi-python-client): `tsc --strict` and `mypy --strict` clean, and a
+# typed flow each against that server. Installs its npm and PyPI pins under tests/clients/.
+check-clients: $(STAMP)
+	PYTHON="$(PYTHON)" bash tests/check_clients.sh
 
 # taskd.service: `systemd-analyze verify` clean, `systemd-analyze security` exposure <= 2.5.
 check-unit: $(STAMP)

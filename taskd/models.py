@@ -70,7 +70,9 @@ class _Body(BaseModel):
 
 class TaskCreate(_Body):
     title: Title = Field(description="1-500 characters after stripping surrounding whitespace")
-    description: Description = Field(default="", max_length=DESCRIPTION_MAX)
+    description: Description = Field(
+        default="", max_length=DESCRIPTION_MAX, description="Absent: the empty string"
+    )
 
     def fingerprint(self) -> bytes:
         """A digest of the validated body, so two bodies that ask for the same task (the title

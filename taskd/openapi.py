@@ -95,6 +95,24 @@ def _parameter(name: str) -> dict[str, str]:
 
 
 STATUS = {"type": "object", "required": ["status"], "additionalProperties": False}
+# An object schema says what it may hold: a bare `{"type": "object"}` is the empty object to
+# openapi-typescript (`Record<string, never>`), so a client could read nothing from it.
+ANY_OBJECT = {"type": "object", "additionalProperties": True}
+DOCUMENT_SCHEMA = {
+    "type": "object",
+    "required": ["openapi", "info", "paths", "components"],
+    "properties": {
+        "openapi": {"type": "string", "enum": [VERSION]},
+        "info": {
+            **ANY_OBJECT,
+            "required": ["title", "version"],
+            "properties": {"title": {"type": "string"}, "version": {"type": "string"}},
+        },
+        "paths": ANY_OBJECT,
+        "components": ANY_OBJECT,
+    },
+    "additionalProperties": True,
+}
 ETAG = {"ETag": {"$ref": "#/components/headers/ETag"}}
 LIMIT = {
     "name": "limit",
@@ -120,7 +138,17 @@ LIST_PARAMETERS = (
         "name": "sort",
         "in": "query",
         "description": "The order; ties are broken by id.",
-        "schema": {"type": "string", "enum": list(SORTS), "default": DEFAULT_SORT},
+        "schema": {
+            "type": "string",
+            "enum": list(SORTS),
+            # Generated clients name enum members after their values, and `-title` has no
+            # name of its own (openapi-python-client makes it VALUE_5).
+            "x-enum-varnames": [
+                sort.removeprefix("-").upper() + ("_DESC" if sort.startswith("-") else "")
+                for sort in SORTS
+            ],
+            "default": DEFAULT_SORT,
+        },
     },
     LIMIT,
     {
@@ -281,7 +309,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "documentation",
         200,
         "The OpenAPI document.",
-        _json({"type": "object"}),
+        _json(DOCUMENT_SCHEMA),
     ),
     ("GET", "/docs"): Operation(
         "getDocs", "This document, rendered", "documentation", 200, "Swagger UI", _text("text/html")
@@ -397,15 +425,18 @@ ERROR_HEADERS = {
 
 class _BodySchema(GenerateJsonSchema):
     """taskd's bodies never take null (TaskUpdate refuses it): an optional field may be absent,
-    so its schema is the field's type alone, without `null` and without `default: null`."""
+    so its schema is the field's type alone, without `null` and without a `default`.
+
+    What the server assumes for an absent field is said in the field's description instead:
+    openapi-typescript (7, with its default `defaultNonNullable`) types a property that has a
+    `default` as always present, so a client could not leave it out."""
 
     def nullable_schema(self, schema: core_schema.NullableSchema) -> JsonSchemaValue:
         return self.generate_inner(schema["schema"])
 
     def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
         json_schema = super().default_schema(schema)
-        if schema.get("default", ...) is None:
-            json_schema.pop("default", None)
+        json_schema.pop("default", None)
         return json_schema
 
 

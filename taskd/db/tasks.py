@@ -14,7 +14,10 @@ from psycopg.pq import Format, TransactionStatus
 
 from taskd.db.queries import Query, load_queries
 from taskd.page_cache import (
+    HIT,
     MAX_PATCH,
+    MISS,
+    PATCH,
     CachedPage,
     Changes,
     Page,
@@ -126,23 +129,47 @@ async def _fetch_task(
 
 @asynccontextmanager
 async def _one_transaction(conn: AsyncConnection) -> AsyncIterator[None]:
-    """The statements of one write as one transaction, sent together (one round trip, two for a
-    create): a transaction of its own on an autocommit connection (the pool's), else the
-    caller's."""
-    async with conn.pipeline():
-        if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
-            async with conn.transaction():
-                yield
-        else:
+    """The statements of one write as one transaction sent at once, in one round trip. Pipelined
+    statements run up to the pipeline's one Sync, which on an autocommit connection (the pool's)
+    ends them as one implicit transaction: committed together, or rolled back together when one
+    fails. Elsewhere they are part of the caller's transaction. (psycopg's transaction() would
+    sync, so wait for the server, at BEGIN and again at COMMIT.)
+
+    On an autocommit connection BEGIN and COMMIT are sent in the pipeline too: Citus does not
+    take an implicit transaction for one, and commits each statement on its worker as it ends,
+    so a reader could see the version a delete took before its tombstone."""
+    own = conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE
+    try:
+        async with conn.pipeline():
+            if own:
+                await conn.execute("BEGIN")
             yield
+            if own:
+                await conn.execute("COMMIT")
+    except BaseException:
+        if own:
+            await conn.rollback()
+        raise
+
+
+@asynccontextmanager
+async def _own_transaction(conn: AsyncConnection) -> AsyncIterator[None]:
+    """A transaction of its own on an autocommit connection (the pool's), else the caller's."""
+    if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
+        async with conn.transaction():
+            yield
+    else:
+        yield
 
 
 async def create_task(
     conn: AsyncConnection, *, user_id: UserId, title: str, description: str
 ) -> RenderedTask:
-    """Insert a task (provisioning its user) and return it."""
+    """Insert a task (provisioning its user) and return it. Unlike the other writes, not one
+    round trip: the insert takes the version that the first statement returns (insert_task in
+    sql/tasks.sql says why), so the two need a transaction that outlives a Sync."""
     take, insert = _QUERIES["take_next_version"], _QUERIES["insert_task"]
-    async with _one_transaction(conn):
+    async with conn.pipeline(), _own_transaction(conn):
         taken = await conn.execute(take.sql, take.bind(user_id=user_id))
         version = await taken.fetchone()
         assert version is not None
@@ -245,6 +272,7 @@ async def list_tasks(
         fresh = refreshed(cached, changes, limit=limit, descending=_descending(sort))
         if fresh is not None:
             cache.put(key, fresh)
+            cache.record(HIT if fresh is cached else PATCH)
             return fresh.page
     query = _LIST_QUERIES[sort]
     after_value, after_id = after if after is not None else (None, None)
@@ -264,12 +292,15 @@ async def list_tasks(
     assert row is not None
     tasks_json, last_value, last_id, version, task_count, more, ids, created_us, sizes = row
     page = Page(b"".join((b"[", tasks_json, b"]")), (last_value, last_id) if more else None)
-    if cache is not None:
+    # Rows are cut out of the page only for a cache that can keep it (none when it is off).
+    if cache is not None and cache.keeps(len(page.json)):
         whole_list = ids is not None and not more and after is None
         rows = None
         if whole_list and completed is None and pattern is None:
             rows = page_rows(page.json, ids, created_us, sizes)
         cache.put(key, CachedPage(page, version, task_count, rows))
+    if cache is not None:
+        cache.record(MISS)
     return page
 
 
