@@ -47,16 +47,17 @@ greatest(now(), ((updated_at AT TIME ZONE 'UTC') + interval '1 microsecond') AT 
 -- A create's first statement (taskd/db/tasks.py runs the two in one transaction): provisions
 -- the user, and takes and locks their next version.
 INSERT INTO users AS known (id, version) VALUES (%(user_id)s, 1)
-ON CONFLICT (id) DO UPDATE SET version = known.version + 1;
+ON CONFLICT (id) DO UPDATE SET version = known.version + 1
+RETURNING version;
 
 -- name: insert_task
--- A create's second statement: the task, stamped with the version the first one took. Reading
--- it from the user's row makes this an INSERT ... SELECT from a table distributed like tasks,
--- by the same user: Citus runs it on the user's shard.
+-- A create's second statement: the task, stamped with the version the first one took, passed
+-- back as a parameter. Not read from users here: an INSERT ... SELECT into a table with an
+-- identity column cannot run on the user's Citus shard (nextval is evaluated by the
+-- coordinator), so Citus would read users on every shard and insert through the coordinator
+-- with a two-phase commit; INSERT ... VALUES goes to the user's shard alone.
 INSERT INTO tasks (user_id, title, description, created_at, updated_at, version)
-SELECT id, %(title)s, %(description)s, now(), now(), version
-FROM users
-WHERE id = %(user_id)s
+VALUES (%(user_id)s, %(title)s, %(description)s, now(), now(), %(version)s)
 RETURNING id, version, json;
 
 -- name: get_task

@@ -46,8 +46,14 @@ def _parser() -> argparse.ArgumentParser:
         "--migrate", action="store_true", help="apply pending migrations before serving"
     )
     migrate_cmd = commands.add_parser("migrate", help="apply pending migrations")
-    migrate_cmd.add_argument(
+    migrate_how = migrate_cmd.add_mutually_exclusive_group()
+    migrate_how.add_argument(
         "--rollback", action="store_true", help="undo the most recently applied migration"
+    )
+    migrate_how.add_argument(
+        "--distribute",
+        action="store_true",
+        help="then distribute the tables by user on a Citus coordinator (docs/SCALING.md)",
     )
     token = commands.add_parser("token", help="print a signed HS256 token for a user")
     token.add_argument("--user-id", required=True, help="the token's sub")
@@ -87,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(settings, args.migrate)
         if args.command == "migrate":
-            return _migrate(settings, args.rollback)
+            return _migrate(settings, args.rollback, args.distribute)
         if args.command == "smoke":
             return _smoke(settings, args)
         return _token(settings, args.user_id, args.ttl)
@@ -179,14 +185,25 @@ def _print_dev_instructions(settings: Settings, base_url: str) -> None:
     )
 
 
-def _migrate(settings: Settings, rollback: bool) -> int:
+def _migrate(settings: Settings, rollback: bool, distribute: bool) -> int:
     database_url = _database_url(settings)
     try:
+        # Before anything is applied: a server without Citus is left as it was.
+        citus = migrate.require_citus(database_url) if distribute else None
         if rollback:
             undone = migrate.rollback(database_url)
             print(f"rolled back {undone}" if undone else "nothing to roll back")
         else:
             print(_apply_migrations(database_url, settings.user_ids))
+        if distribute:
+            distributed = migrate.distribute(database_url)
+            print(
+                f"distributed {', '.join(distributed)} (Citus {citus})"
+                if distributed
+                else f"already distributed (Citus {citus})"
+            )
+    except migrate.NotCitusError as error:
+        raise ConfigError(f"DATABASE_URL: {error}") from None
     except ConfigError:
         raise
     except Exception as error:

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 from yoyo import get_backend, read_migrations
 
 from taskd.config import ConfigError
+from taskd.db.queries import load_queries
 from taskd.user_ids import INTEGER, TEXT
 
 
@@ -136,3 +137,49 @@ def rollback(database_url: str) -> str | None:
         return str(last[0].id)
     finally:
         backend.connection.close()
+
+
+_DISTRIBUTE = load_queries("distribute.sql", user_data=False)
+
+
+class NotCitusError(Exception):
+    """`--distribute` was pointed at a database without Citus."""
+
+
+def require_citus(database_url: str) -> str:
+    """The Citus version installed in the database; NotCitusError when there is none."""
+    backend = get_backend(yoyo_url(database_url))
+    try:
+        row = _fetch(backend, "citus_version")
+    finally:
+        backend.connection.close()
+    if not row:
+        raise NotCitusError(
+            "the database has no Citus extension: --distribute runs on a Citus coordinator,"
+            " in a database with CREATE EXTENSION citus and its workers added"
+        )
+    return str(row[0][0])
+
+
+def distribute(database_url: str) -> list[str]:
+    """Distribute every user table by user, co-located, on a Citus coordinator (see
+    sql/distribute.sql), under the migrations' lock; returns the tables it distributed, none
+    when they already were."""
+    require_citus(database_url)
+    backend = get_backend(yoyo_url(database_url))
+    try:
+        with backend.lock():
+            before = {table for (table,) in _fetch(backend, "distributed_tables")}
+            with backend.transaction():
+                backend.cursor().execute(_DISTRIBUTE["distribute"].sql)
+            after = [table for (table,) in _fetch(backend, "distributed_tables")]
+        return [table for table in after if table not in before]
+    finally:
+        backend.connection.close()
+
+
+def _fetch(backend: Any, name: str) -> list[tuple[Any, ...]]:
+    with backend.transaction():
+        cursor = backend.cursor()
+        cursor.execute(_DISTRIBUTE[name].sql)
+        return list(cursor.fetchall())

@@ -8,10 +8,13 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import psycopg
+from conftest import CITUS_URL
 from tornado.httpclient import HTTPResponse
 
+# On Citus the requests wait on the worker that holds the row: citus_stat_activity shows the
+# backends of every node.
 LOCK_WAITERS = (
-    "SELECT count(*) FROM pg_stat_activity"
+    f"SELECT count(*) FROM {'citus_stat_activity' if CITUS_URL else 'pg_stat_activity'}"
     " WHERE datname = current_database() AND wait_event_type = 'Lock'"
 )
 

@@ -12,6 +12,11 @@ dropping databases still goes straight to the server (see `through_pgbouncer`).
 With `TASKD_TEST_USER_IDS=text` the run's shared database is migrated for text user ids, the app
 is configured for them, and every fresh user (`user_id`, `new_user_id()`) has an id as Better
 Auth's default generator makes them (CI runs the API tests this way too: .ci/run).
+
+With `TASKD_TEST_CITUS_URL` (a Citus coordinator's maintenance database, as `make test-citus`
+takes it), the server is that coordinator: each database is created across the cluster
+(tests/citus.py), and the API tests' database is distributed by `taskd migrate --distribute`'s
+own `migrate.distribute` after its migrations.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import citus
 import jwt
 import orjson
 import psycopg
@@ -43,6 +49,7 @@ SECRET = "test-secret-" + "x" * 32
 PGBOUNCER_URL = os.environ.get("TASKD_TEST_PGBOUNCER_URL")
 # What a deployment behind a transaction pooler sets (README: behind PgBouncer or Neon's pooler).
 POOLER_SETTINGS = {"TASKD_PREPARE_THRESHOLD": "none"} if PGBOUNCER_URL else {}
+CITUS_URL = os.environ.get("TASKD_TEST_CITUS_URL")
 USER_IDS = os.environ.get("TASKD_TEST_USER_IDS", INTEGER)
 if USER_IDS not in KINDS:
     raise pytest.UsageError(f"TASKD_TEST_USER_IDS: must be one of {', '.join(KINDS)}")
@@ -61,13 +68,28 @@ def pytest_configure(config: pytest.Config) -> None:
         "user_ids(kind): about the ids of one kind of deployment (integer or text); skipped in a"
         " run of the other kind (TASKD_TEST_USER_IDS)",
     )
+    config.addinivalue_line(
+        "markers",
+        "citus_only(reason): needs a Citus cluster; skipped unless TASKD_TEST_CITUS_URL is set",
+    )
+    config.addinivalue_line(
+        "markers",
+        "not_on_citus(reason): something Citus does not do; skipped under TASKD_TEST_CITUS_URL",
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # marker -> the skip's reason, for the markers whose tests this run skips
+    skipped = {
+        "direct_postgres": "not through PgBouncer" if PGBOUNCER_URL else None,
+        "not_on_citus": "not on Citus" if CITUS_URL else None,
+        "citus_only": None if CITUS_URL else "needs Citus (TASKD_TEST_CITUS_URL)",
+    }
     for item in items:
-        pooled = PGBOUNCER_URL and item.get_closest_marker("direct_postgres")
-        if pooled:
-            item.add_marker(pytest.mark.skip(reason=f"not through PgBouncer: {pooled.args[0]}"))
+        for name, why in skipped.items():
+            marker = item.get_closest_marker(name)
+            if marker and why:
+                item.add_marker(pytest.mark.skip(reason=f"{why}: {marker.args[0]}"))
         kind = item.get_closest_marker("user_ids")
         if kind and kind.args[0] != USER_IDS:
             reason = f"about {kind.args[0]} user ids, and this run has {USER_IDS} ids"
@@ -75,7 +97,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def _server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url = os.environ.get("TASKD_TEST_DATABASE_URL")
+    url = CITUS_URL or os.environ.get("TASKD_TEST_DATABASE_URL")
     if url:
         yield url
         return
@@ -125,20 +147,26 @@ def with_database(url: str, dbname: str) -> str:
 
 @pytest.fixture(scope="session")
 def create_database(server_url: str) -> Iterator[Any]:
-    """A factory of fresh, empty databases, all dropped when the run ends."""
+    """A factory of fresh, empty databases, all dropped when the run ends. On Citus each is
+    created across the cluster, with the extension unless `with_citus=False`."""
     created: list[str] = []
 
-    def create() -> str:
+    def create(*, with_citus: bool = True) -> str:
         name = f"taskd_test_{uuid.uuid4().hex[:12]}"
+        created.append(name)
+        if CITUS_URL:
+            return citus.create_database(server_url, name, with_citus=with_citus)
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {name}")
-        created.append(name)
         return with_database(server_url, name)
 
     yield create
     with psycopg.connect(server_url, autocommit=True) as conn:
         for name in created:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            if CITUS_URL:
+                citus.drop_database(conn, name)
+            else:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture(scope="session")
@@ -146,6 +174,8 @@ def database_url(create_database: Any) -> str:
     """The migrated database shared by this run's API tests (each test uses fresh users)."""
     url: str = create_database()
     migrate.apply(url, USER_IDS)
+    if CITUS_URL:
+        migrate.distribute(url)
     return through_pgbouncer(url)
 
 

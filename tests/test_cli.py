@@ -161,6 +161,25 @@ def test_migrate_with_only_the_flag(
     assert not (Path(environ["TASKD_DATA_DIR"]) / "postgres").exists()
 
 
+def test_migrate_distribute_without_citus_is_a_one_line_error_and_applies_nothing(
+    create_database: Any, environ: dict[str, str], workdir: Path
+) -> None:
+    url = create_database(with_citus=False)
+    result = taskd("migrate", "--distribute", env={**environ, "DATABASE_URL": url}, cwd=workdir)
+    assert result.returncode == 2
+    assert_one_line_error(result, "taskd: error: DATABASE_URL:", "no Citus", "Citus coordinator")
+    assert result.stdout == ""
+    assert not table_exists(url, "users")
+
+
+def test_migrate_rollback_and_distribute_together_are_refused(
+    environ: dict[str, str], workdir: Path
+) -> None:
+    result = taskd("migrate", "--rollback", "--distribute", env=environ, cwd=workdir)
+    assert result.returncode == 2
+    assert "not allowed with argument" in result.stderr
+
+
 # --- taskd serve on an external database ---------------------------------------------------
 
 

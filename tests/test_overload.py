@@ -107,7 +107,9 @@ async def test_a_burst_at_a_busy_pool_gets_fast_503s_beyond_the_queue(server, cl
     task_id = orjson.loads(created.response.body)["id"]
 
     async with await psycopg.AsyncConnection.connect(database_url) as holder:
-        await holder.execute("SELECT 1 FROM tasks WHERE id = %s FOR UPDATE", [task_id])
+        await holder.execute(
+            "SELECT 1 FROM tasks WHERE user_id = %s AND id = %s FOR UPDATE", [api.user, task_id]
+        )
         writes = [
             asyncio.ensure_future(api.call("PUT", f"/tasks/{task_id}", {"title": "written"}))
             for _ in range(POOL_MAX)

@@ -38,14 +38,15 @@ class Query:
         return params
 
 
-def make_query(name: str, sql: str) -> Query:
-    if USER_ID_PARAM not in sql:
+def make_query(name: str, sql: str, *, user_data: bool = True) -> Query:
+    if user_data and USER_ID_PARAM not in sql:
         raise QueryLoadError(f"query {name!r} does not bind {USER_ID_PARAM}")
     return Query(name, sql, frozenset(_PARAM.findall(sql)))
 
 
-def parse_queries(text: str) -> dict[str, Query]:
-    """Parse one file's blocks into queries, with fragments substituted."""
+def parse_queries(text: str, *, user_data: bool = True) -> dict[str, Query]:
+    """Parse one file's blocks into queries, with fragments substituted. `user_data=False` is
+    for statements on the schema itself (sql/distribute.sql), exempt from the user_id rule."""
     blocks = _HEADER.split(text)[1:]
     fragments: dict[str, str] = {}
     raw: dict[str, str] = {}
@@ -57,7 +58,10 @@ def parse_queries(text: str) -> dict[str, Query]:
         if name in target:
             raise QueryLoadError(f"{kind} {name!r} is defined twice")
         target[name] = _include(sql, fragments) if kind == "fragment" else sql
-    return {name: make_query(name, _include(sql, fragments)) for name, sql in raw.items()}
+    return {
+        name: make_query(name, _include(sql, fragments), user_data=user_data)
+        for name, sql in raw.items()
+    }
 
 
 def _include(sql: str, fragments: dict[str, str]) -> str:
@@ -81,9 +85,9 @@ def _strip_sql(body: str) -> str:
 SQL_DIR = Path(__file__).parent.parent / "sql"
 
 
-def load_queries(filename: str) -> dict[str, Query]:
+def load_queries(filename: str, *, user_data: bool = True) -> dict[str, Query]:
     text = (SQL_DIR / filename).read_text(encoding="utf-8")
     try:
-        return parse_queries(text)
+        return parse_queries(text, user_data=user_data)
     except QueryLoadError as error:
         raise QueryLoadError(f"sql/{filename}: {error}") from None

@@ -10,7 +10,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.abc import Buffer
 from psycopg.adapt import Loader
-from psycopg.pq import Format
+from psycopg.pq import Format, TransactionStatus
 
 from taskd.db.listener import notify_change
 from taskd.db.queries import Query, load_queries
@@ -145,20 +145,49 @@ async def _one_transaction(conn: AsyncConnection) -> AsyncIterator[None]:
     statements run up to the pipeline's one Sync, which on an autocommit connection (the pool's)
     ends them as one implicit transaction: committed together, or rolled back together when one
     fails. Elsewhere they are part of the caller's transaction. (psycopg's transaction() would
-    sync, so wait for the server, at BEGIN and again at COMMIT.)"""
-    async with conn.pipeline():
+    sync, so wait for the server, at BEGIN and again at COMMIT.)
+
+    On an autocommit connection BEGIN and COMMIT are sent in the pipeline too: Citus does not
+    take an implicit transaction for one, and commits each statement on its worker as it ends,
+    so a reader could see the version a delete took before its tombstone."""
+    own = conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE
+    try:
+        async with conn.pipeline():
+            if own:
+                await conn.execute("BEGIN")
+            yield
+            if own:
+                await conn.execute("COMMIT")
+    except BaseException:
+        if own:
+            await conn.rollback()
+        raise
+
+
+@asynccontextmanager
+async def _own_transaction(conn: AsyncConnection) -> AsyncIterator[None]:
+    """A transaction of its own on an autocommit connection (the pool's), else the caller's."""
+    if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
+        async with conn.transaction():
+            yield
+    else:
         yield
 
 
 async def create_task(
     conn: AsyncConnection, *, user_id: UserId, title: str, description: str
 ) -> RenderedTask:
-    """Insert a task (provisioning its user) and return it."""
+    """Insert a task (provisioning its user) and return it. Unlike the other writes, not one
+    round trip: the insert takes the version that the first statement returns (insert_task in
+    sql/tasks.sql says why), so the two need a transaction that outlives a Sync."""
     take, insert = _QUERIES["take_next_version"], _QUERIES["insert_task"]
-    async with _one_transaction(conn):
-        await conn.execute(take.sql, take.bind(user_id=user_id))
+    async with conn.pipeline(), _own_transaction(conn):
+        taken = await conn.execute(take.sql, take.bind(user_id=user_id))
+        version = await taken.fetchone()
+        assert version is not None
         cursor = await conn.execute(
-            insert.sql, insert.bind(user_id=user_id, title=title, description=description)
+            insert.sql,
+            insert.bind(user_id=user_id, title=title, description=description, version=version[0]),
         )
     row = await cursor.fetchone()
     assert row is not None
