@@ -6,8 +6,9 @@ Each run creates its own database there, migrates it, and drops it at the end.
 
 With `TASKD_TEST_PGBOUNCER_URL` (a PgBouncer in transaction mode in front of that server, as
 `make test-pgbouncer` starts one), the app and the tests' own connections reach the database
-through PgBouncer, with prepared statements off as the README advises; creating, migrating and
-dropping databases still goes straight to the server (see `through_pgbouncer`).
+through PgBouncer: the app with its default settings (it turns prepared statements off itself
+when PgBouncer refuses one), the tests' own connections with prepared statements off; creating,
+migrating and dropping databases still goes straight to the server (see `through_pgbouncer`).
 """
 
 from __future__ import annotations
@@ -35,8 +36,6 @@ from taskd.db.pool import make_pool, open_pool
 
 SECRET = "test-secret-" + "x" * 32
 PGBOUNCER_URL = os.environ.get("TASKD_TEST_PGBOUNCER_URL")
-# What a deployment behind a transaction pooler sets (README: behind PgBouncer or Neon's pooler).
-POOLER_SETTINGS = {"TASKD_PREPARE_THRESHOLD": "none"} if PGBOUNCER_URL else {}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -129,7 +128,6 @@ def settings(database_url: str) -> Settings:
             "DATABASE_URL": database_url,
             "BETTER_AUTH_SECRET": SECRET,
             "TASKD_POOL_MAX": "4",
-            **POOLER_SETTINGS,
         }
     )
 
@@ -274,5 +272,4 @@ def external_env(environ: dict[str, str], database_url: str) -> dict[str, str]:
         **environ,
         "DATABASE_URL": database_url,
         "BETTER_AUTH_SECRET": SECRET,
-        **POOLER_SETTINGS,
     }

@@ -7,7 +7,6 @@ itself in X-Request-ID, so the access log tells which worker answered it.
 
 from __future__ import annotations
 
-import http.client
 import itertools
 import json
 import threading
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 from conftest import new_user_id
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from live import Process, free_port
+from live import Process, free_port, request
 from test_daemon import log_entries, wait_for_workers, wait_until
 from test_jwks import public_jwk, sign
 
@@ -119,15 +118,9 @@ _request_ids = itertools.count()
 def list_tasks(server: Process, user: int, token: str, phase: str) -> tuple[str, int]:
     """GET the user's tasks on a new connection; the request's id and the status."""
     request_id = f"{phase}-{next(_request_ids)}"
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    try:
-        headers = {"Authorization": f"Bearer {token}", "X-Request-ID": request_id}
-        conn.request("GET", f"/api/{user}/tasks", headers=headers)
-        response = conn.getresponse()
-        response.read()
-        return request_id, response.status
-    finally:
-        conn.close()
+    url = f"http://127.0.0.1:{server.port}/api/{user}/tasks"
+    status, _, _ = request("GET", url, token=token, headers={"X-Request-ID": request_id})
+    return request_id, status
 
 
 def answered_by(server: Process, request_ids: list[str]) -> dict[str, int]:
