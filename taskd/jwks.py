@@ -10,7 +10,8 @@ operators):
   publishes is therefore accepted within 2 s (and a fetch) of its publication, and a key it
   removes stops verifying within 10 s (and a fetch).
 - Each fetch after the first sends the ETag it last got as If-None-Match: an unchanged set is a
-  304 with no body.
+  304 with no body. An unchanged set (a 304, or the same document) is neither parsed nor logged
+  again.
 - A failed fetch (refused, timed out, not 200 or 304, not a JWKS, no usable key) keeps the cached
   set, and the next attempt waits `cached_outage_retry` (30 s), so that an outage does not hold
   up a request every 2 s. With nothing cached, it is a 503 for the requests that needed keys, and
@@ -139,7 +140,9 @@ class JwksCache:
         self._outage_retry = outage_retry
         self._clock = clock
         self._keys: KeySet | None = None
+        # The answer the cached keys came from: its ETag, and its body.
         self._etag: str | None = None
+        self._document = b""
         self._fetched_at = -math.inf
         self._next_fetch_at = -math.inf
         self._fetch: asyncio.Future[None] | None = None
@@ -192,7 +195,8 @@ class JwksCache:
             self._fetch = None
 
     async def _download(self) -> KeySet:
-        """The set at the URL: the cached one again when the JWKS says it has not changed."""
+        """The set at the URL: the cached one again when the JWKS has not changed (a 304, or the
+        same document again from a JWKS without ETags)."""
         headers = {"Accept": "application/json"}
         if self._keys is not None and self._etag is not None:
             headers["If-None-Match"] = self._etag
@@ -210,6 +214,8 @@ class JwksCache:
             return self._keys
         if response.code != 200:
             raise JwksError(f"fetch failed: HTTP {response.code}")
+        if response.body == self._document and self._keys is not None:
+            return self._keys
         keys = KeySet.parse(response.body)
-        self._etag = response.headers.get("ETag")
+        self._etag, self._document = response.headers.get("ETag"), response.body
         return keys

@@ -7,6 +7,7 @@ cache runs on a fake clock the tests move forward, so no test sleeps through an 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -86,6 +87,7 @@ class JwksServer:
         self.requests = 0
         self.statuses: list[int] = []  # of the answers, 304s included
         self.if_none_match: list[str | None] = []  # of the requests
+        self.etags = True
         self.delay = 0.0
         self.stalled = False
         self.released = asyncio.Event()
@@ -139,6 +141,9 @@ class JwksHandler(RequestHandler):
         self.set_header("Content-Type", "application/json")
         # Tornado adds an ETag to a 200 and answers a matching If-None-Match with a 304.
         self.finish(self.jwks.document)
+
+    def compute_etag(self) -> str | None:
+        return super().compute_etag() if self.jwks.etags else None
 
     def on_finish(self) -> None:
         self.jwks.statuses.append(self.get_status())
@@ -456,6 +461,26 @@ async def test_an_unchanged_jwks_is_revalidated_with_if_none_match(
     assert_rejected(await list_with(api, user_id, sign("EdDSA", user_id)))
     assert_accepted(await list_with(api, user_id, sign("ES256", user_id)))
     assert jwks_server.statuses == [200, 304, 200]
+
+
+@pytest.mark.parametrize("etags", [True, False], ids=["with ETags", "without ETags"])
+async def test_the_keys_are_logged_when_they_change_not_at_every_refetch(
+    api, user_id, jwks_server, clock, caplog, etags
+):
+    caplog.set_level(logging.INFO, logger="taskd")
+    jwks_server.etags = etags
+    for _ in range(3):
+        assert_accepted(await list_with(api, user_id, sign("EdDSA", user_id)))
+        clock.advance(10)
+    jwks_server.serve(P256_JWK)
+    assert_accepted(await list_with(api, user_id, sign("ES256", user_id)))
+
+    assert jwks_server.statuses == ([200, 304, 304, 200] if etags else [200] * 4)
+    logged = [r.getMessage() for r in caplog.records if "usable keys" in r.getMessage()]
+    assert logged == [
+        f"JWKS {jwks_server.url}: 4 usable keys",
+        f"JWKS {jwks_server.url}: 1 usable keys",
+    ]
 
 
 async def test_a_flood_of_made_up_kids_costs_one_fetch_per_2_seconds(
