@@ -31,7 +31,7 @@ ACCEPTED_WITHIN = 5.0
 REMOVED_WITHIN = 10.0 + 1.0
 REFETCH_INTERVAL = 2.0
 # Long enough after each bound to see every worker answer many times.
-OBSERVED_AFTER_BOUND = 1.5
+OBSERVED_AFTER_BOUND = 2.0
 
 
 class LiveJwks:
