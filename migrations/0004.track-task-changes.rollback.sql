@@ -1,4 +1,3 @@
 DROP TABLE task_tombstones;
-DROP TRIGGER tasks_stamp_change ON tasks;
-DROP FUNCTION taskd_stamp_change();
-ALTER TABLE tasks DROP COLUMN changed_xid;
+-- Left by this migration as it was before 0008, once 0008 is rolled back.
+ALTER TABLE tasks DROP COLUMN IF EXISTS changed_xid;

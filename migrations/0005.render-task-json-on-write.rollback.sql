@@ -1,9 +1,4 @@
-CREATE OR REPLACE FUNCTION taskd_stamp_change() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    NEW.changed_xid := pg_current_xact_id();
-    RETURN NEW;
-END
-$$;
-
+DROP TRIGGER tasks_stamp_change ON tasks;
+DROP FUNCTION taskd_stamp_change();
 ALTER TABLE tasks DROP COLUMN json;
 DROP FUNCTION taskd_task_json(tasks);

@@ -2,6 +2,7 @@
 -- Each task's JSON is rendered once, when the task is written, instead of on every read: a list
 -- of 1000 tasks then reads stored text instead of formatting 2000 timestamps (about 10x less
 -- PostgreSQL CPU per list). The shape is the Task of CONTRACT §2; changing it takes a migration.
+-- Migration 0008 moves the rendering from this trigger into the write statements.
 ALTER TABLE tasks ADD COLUMN json text;
 
 -- to_json of a named row writes compact JSON ({"id":1,...}); json_build_object adds spaces.
@@ -20,18 +21,16 @@ CREATE FUNCTION taskd_task_json(task tasks) RETURNS text LANGUAGE sql STABLE AS 
     ) AS rendered
 $$;
 
--- The trigger that stamps every write for the change feed now renders the JSON too, so no
--- write path can leave a stale rendering behind.
-CREATE OR REPLACE FUNCTION taskd_stamp_change() RETURNS trigger LANGUAGE plpgsql AS $$
+-- A trigger, so that no write path can leave a stale rendering behind.
+CREATE FUNCTION taskd_stamp_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    NEW.changed_xid := pg_current_xact_id();
     NEW.json := taskd_task_json(NEW);
     RETURN NEW;
 END
 $$;
 
--- Existing rows get their JSON without counting as changed in the feed.
-ALTER TABLE tasks DISABLE TRIGGER tasks_stamp_change;
+CREATE TRIGGER tasks_stamp_change BEFORE INSERT OR UPDATE ON tasks
+    FOR EACH ROW EXECUTE FUNCTION taskd_stamp_change();
+
 UPDATE tasks SET json = taskd_task_json(tasks);
-ALTER TABLE tasks ENABLE TRIGGER tasks_stamp_change;
 ALTER TABLE tasks ALTER COLUMN json SET NOT NULL;

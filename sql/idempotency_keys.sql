@@ -17,13 +17,11 @@ DELETE FROM idempotency_keys
 WHERE user_id = %(user_id)s AND key IN (SELECT key FROM batch);
 
 -- name: claim_idempotency_key
--- true when this transaction now holds the key: a new one, or one whose time ran out. A key in
--- use returns no row, but stays locked by this transaction until it ends. Two transactions
+-- true when this transaction now holds the key: a new one, or one whose time ran out (used
+-- before %(expired_before)s, a constant: Citus wants the ON CONFLICT condition IMMUTABLE). A key
+-- in use returns no row, but stays locked by this transaction until it ends. Two transactions
 -- claiming one key meet on the primary key: the second waits for the first to commit, then finds
--- the key in use. The user is provisioned in the same statement, for the foreign key.
-WITH provisioned AS (
-    INSERT INTO users (id) VALUES (%(user_id)s) ON CONFLICT (id) DO NOTHING
-)
+-- the key in use. The user is provisioned before, in the same transaction, for the foreign key.
 INSERT INTO idempotency_keys AS held (user_id, key, fingerprint)
 VALUES (%(user_id)s, %(key)s, %(fingerprint)s)
 ON CONFLICT (user_id, key) DO UPDATE
@@ -32,7 +30,7 @@ SET fingerprint = excluded.fingerprint,
     task_etag = NULL,
     task_json = NULL,
     created_at = excluded.created_at
-WHERE held.created_at < now() - %(ttl)s
+WHERE held.created_at < %(expired_before)s::timestamptz
 RETURNING true;
 
 -- name: record_idempotent_task

@@ -1,87 +1,123 @@
 -- Queries on tasks. Every query binds %(user_id)s (the loader refuses one that does not), and
 -- PostgreSQL renders each task as JSON text so no per-row Python objects are built.
+--
+-- Every write bumps the user's version (users.version, migration 0008) and stamps what it wrote
+-- with the new value, in one transaction: the user row's lock orders one user's writes, so a
+-- reader that sees version V has seen every change up to V. Every statement touches one user's
+-- rows and uses only what Citus accepts in a distributed modification, so it runs on the user's
+-- shard: IMMUTABLE functions of columns, and now() on its own (evaluated before routing).
 
 -- fragment: utc_text
 -- to_char() format of a timestamp in RFC 3339, UTC, with microseconds
 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
 
 -- fragment: task_json
--- Rendered by PostgreSQL when the task is written (migration 0005), as the Task of CONTRACT §2.
+-- Rendered by PostgreSQL whenever the row is written (a generated column, migration 0008), as the
+-- Task of CONTRACT §2.
 json
 
--- fragment: task_etag
--- A strong entity-tag (RFC 9110 §8.8.3) for this version of the task: updated_at moves on every
--- change (see touch), to the microsecond, so the tag changes with every change too.
-'"' || id || '-' || to_char(updated_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS') || '"'
+-- fragment: user_version
+-- the user's version: every change of theirs up to it is visible (0 before their first write)
+coalesce((SELECT version FROM users WHERE id = %(user_id)s), 0)
 
 -- fragment: if_match
 -- The If-Match condition, checked against the row the write is about to change: NULL means any
 -- version will do. In the same statement as the write, so no other write can slip in between.
-(%(if_match)s::text[] IS NULL OR {task_etag} = ANY (%(if_match)s::text[]))
+(%(if_match)s::bigint[] IS NULL OR version = ANY (%(if_match)s::bigint[]))
 
--- fragment: touch
--- strictly later than before, so updated_at changes on every change
-updated_at = greatest(now(), updated_at + interval '1 microsecond')
+-- fragment: the_task
+-- the task a write is about, as If-Match names it
+user_id = %(user_id)s AND id = %(task_id)s AND {if_match}
 
--- name: create_task
--- Provisions the user in the same statement, so a first write needs no second round trip.
-WITH provisioned AS (
-    INSERT INTO users (id) VALUES (%(user_id)s) ON CONFLICT (id) DO NOTHING
-)
-INSERT INTO tasks (user_id, title, description)
-VALUES (%(user_id)s, %(title)s, %(description)s)
-RETURNING id, {task_etag}, {task_json};
+-- fragment: bump_version
+-- The user's next version, taken only when the task the write is about exists (and matches
+-- If-Match). It locks the user row until the write commits: the one lock every write of a user
+-- takes first, so one user's writes take their versions in the order they commit, and cannot
+-- wait for each other's rows.
+UPDATE users SET version = version + 1
+WHERE id = %(user_id)s AND EXISTS (SELECT FROM tasks WHERE {the_task})
+RETURNING version
+
+-- fragment: next_updated_at
+-- now, but strictly later than before, so updated_at changes on every change (in UTC timestamps,
+-- whose arithmetic is IMMUTABLE, unlike timestamptz + interval)
+greatest(now(), ((updated_at AT TIME ZONE 'UTC') + interval '1 microsecond') AT TIME ZONE 'UTC')
+
+-- name: take_next_version
+-- A create's first statement (taskd/db/tasks.py runs the two in one transaction): provisions
+-- the user, and takes and locks their next version.
+INSERT INTO users AS known (id, version) VALUES (%(user_id)s, 1)
+ON CONFLICT (id) DO UPDATE SET version = known.version + 1;
+
+-- name: insert_task
+-- A create's second statement: the task, stamped with the version the first one took. Reading
+-- it from the user's row makes this an INSERT ... SELECT from a table distributed like tasks,
+-- by the same user: Citus runs it on the user's shard.
+INSERT INTO tasks (user_id, title, description, created_at, updated_at, version)
+SELECT id, %(title)s, %(description)s, now(), now(), version
+FROM users
+WHERE id = %(user_id)s
+RETURNING id, version, json;
 
 -- name: get_task
-SELECT id, {task_etag}, {task_json} FROM tasks WHERE user_id = %(user_id)s AND id = %(task_id)s;
+SELECT id, version, json FROM tasks WHERE user_id = %(user_id)s AND id = %(task_id)s;
 
 -- name: task_exists
 SELECT true FROM tasks WHERE user_id = %(user_id)s AND id = %(task_id)s;
 
 -- name: update_task
 -- A NULL parameter leaves its column as it is.
+WITH bumped AS (
+    {bump_version}
+)
 UPDATE tasks
 SET title = coalesce(%(title)s, title),
     description = coalesce(%(description)s, description),
     is_completed = coalesce(%(is_completed)s, is_completed),
-    {touch}
-WHERE user_id = %(user_id)s AND id = %(task_id)s AND {if_match}
-RETURNING id, {task_etag}, {task_json};
+    updated_at = {next_updated_at},
+    version = (SELECT version FROM bumped)
+WHERE {the_task}
+RETURNING id, version, json;
 
 -- name: toggle_task
+WITH bumped AS (
+    {bump_version}
+)
 UPDATE tasks
 SET is_completed = NOT is_completed,
-    {touch}
-WHERE user_id = %(user_id)s AND id = %(task_id)s AND {if_match}
-RETURNING id, {task_etag}, {task_json};
+    updated_at = {next_updated_at},
+    version = (SELECT version FROM bumped)
+WHERE {the_task}
+RETURNING id, version, json;
+
+-- A delete is three statements in one transaction (taskd/db/tasks.py): each can run on the
+-- user's Citus shard, which an INSERT led by a data-modifying WITH cannot.
+
+-- name: take_version_for_delete
+{bump_version};
+
+-- name: insert_tombstone
+-- The deleted task's tombstone, for the change feed, stamped with the version just taken.
+INSERT INTO task_tombstones (user_id, id, version)
+SELECT tasks.user_id, tasks.id, users.version
+FROM tasks JOIN users ON users.id = tasks.user_id
+WHERE tasks.user_id = %(user_id)s AND tasks.id = %(task_id)s
+  AND (%(if_match)s::bigint[] IS NULL OR tasks.version = ANY (%(if_match)s::bigint[]));
 
 -- name: delete_task
--- Leaves a tombstone for the change feed, and forgets this user's tombstones past retention.
-WITH deleted AS (
-    DELETE FROM tasks
-    WHERE user_id = %(user_id)s AND id = %(task_id)s AND {if_match}
-    RETURNING user_id, id
-), expired AS (
+-- Also forgets this user's tombstones past retention.
+WITH expired AS (
     DELETE FROM task_tombstones
     WHERE user_id = %(user_id)s
       AND deleted_at < now() - make_interval(days => %(retention_days)s)
 )
-INSERT INTO task_tombstones (user_id, id) SELECT user_id, id FROM deleted RETURNING id;
+DELETE FROM tasks
+WHERE {the_task}
+RETURNING id;
 
 -- fragment: user_task_count
 -- how many tasks the user has
 (SELECT count(*) FROM tasks WHERE user_id = %(user_id)s)
-
--- fragment: written_since
--- a tasks row last written by a transaction that the snapshot `since.snapshot` did not see, in
--- whatever order the writers committed: every write stamps its row's changed_xid (migration 0004)
-changed_xid >= pg_snapshot_xmin(since.snapshot)
-AND NOT pg_visible_in_snapshot(changed_xid, since.snapshot)
-
--- fragment: deleted_since
--- a tombstone left by a transaction that the snapshot `since.snapshot` did not see
-deleted_xid >= pg_snapshot_xmin(since.snapshot)
-AND NOT pg_visible_in_snapshot(deleted_xid, since.snapshot)
 
 -- fragment: list_filter
 -- The tasks a list request selects, before paging: the user's, with the `completed` and `q` filters.
@@ -97,8 +133,8 @@ AND (%(pattern)s::text IS NULL
 -- name: list_tasks
 -- One page in keyset order, as the comma-separated stored JSON of its tasks (the caller adds the
 -- brackets): one value instead of a row per task, UTF-8 bytes sent as they are. Also the
--- (sort value, id) of the page's last row, the snapshot it was read in and the user's number of
--- tasks then (see tasks_changed_since), whether another row follows the page, and
+-- (sort value, id) of the page's last row, the user's version and number of tasks when it was
+-- read (see tasks_changed_since), whether another row follows the page, and
 -- {row_arrays}: for the orders a cached page can be patched in, each row's id, created_us and
 -- length of JSON, in page order (taskd/page_cache.py); NULLs for the others.
 -- The index on ({sort_column}, id) hands the rows over in order; the aggregates take them in that
@@ -121,7 +157,7 @@ WITH page AS (
     FROM page
 )
 SELECT coalesce(tasks, ''), last_value, last_id,
-       pg_current_snapshot()::text,
+       {user_version},
        {user_task_count},
        size = %(limit)s::bigint AND (
            SELECT true FROM tasks
@@ -133,50 +169,53 @@ SELECT coalesce(tasks, ''), last_value, last_id,
 FROM summary;
 
 -- name: tasks_changed_since
--- What changed in the user's tasks since the snapshot %(since)s, for a cached list page: this
--- statement's snapshot, the user's number of tasks now, the ids deleted through the API, and up
--- to %(max_written)s of the tasks written, as ids, created_us and JSON texts.
-WITH since AS (
-    SELECT %(since)s::pg_snapshot AS snapshot
-), written AS (
+-- What changed in the user's tasks since version %(since)s, for a cached list page: the user's
+-- version and number of tasks now (the count also catches rows deleted or inserted by hand,
+-- which take no version), the ids deleted through the API, and up to %(max_written)s of the
+-- tasks written, as ids, created_us and JSON texts. When nothing changed: an index lookup of the
+-- user, a count over the user's index entries and two empty index range scans.
+WITH written AS (
     SELECT id, {created_us} AS created_us, {task_json} AS task
-    FROM tasks, since
-    WHERE user_id = %(user_id)s AND {written_since}
+    FROM tasks
+    WHERE user_id = %(user_id)s AND version > %(since)s::bigint
     LIMIT %(max_written)s
 )
-SELECT pg_current_snapshot()::text,
+SELECT {user_version},
        {user_task_count},
-       ARRAY(SELECT id FROM task_tombstones, since WHERE user_id = %(user_id)s AND {deleted_since}),
+       ARRAY(SELECT id FROM task_tombstones
+             WHERE user_id = %(user_id)s AND version > %(since)s::bigint),
        ARRAY(SELECT id FROM written),
        ARRAY(SELECT created_us FROM written),
        ARRAY(SELECT task FROM written);
 
+-- fragment: after_position
+-- after the feed position (%(after)s, %(after_id)s): a later version, or the same version and a
+-- later task id (NULL: none of that version; one write through the API stamps one row, one by
+-- hand may stamp many); and no later than version %(upto)s while a run of pages lasts
+version >= %(after)s::bigint
+AND (version, id) > (%(after)s::bigint, coalesce(%(after_id)s::bigint, 9223372036854775807))
+AND (%(upto)s::bigint IS NULL OR version <= %(upto)s::bigint)
+
 -- name: task_changes
--- One page of the change feed: tasks written and tasks deleted by transactions that the
--- snapshot %(since)s did not see (commit order, whatever order their ids were taken in) and,
--- while a run of pages lasts, that %(upto)s did see; in (transaction, id) order after the
--- position (%(after_xid)s, %(after_id)s). Always one row or more: the first column is this
--- statement's own snapshot, the next token's, joined to the page's rows (if any).
-WITH since AS (
-    SELECT %(since)s::pg_snapshot AS snapshot
-), changes AS (
-    SELECT changed_xid AS xid, id, {task_json} AS task, NULL AS deleted_at
-    FROM tasks, since
-    WHERE user_id = %(user_id)s AND {written_since}
+-- One page of the change feed: tasks written and tasks deleted after a position (and up to a
+-- version, while a run of pages lasts), in version order (the order their writes committed in). Always one row or more: the first
+-- column is the user's version now, the next token's when the page is the last, joined to the
+-- page's rows (if any). Read in one statement, so the page holds every change up to it.
+WITH changes AS (
+    SELECT version, id, {task_json} AS task, NULL AS deleted_at
+    FROM tasks
+    WHERE user_id = %(user_id)s AND {after_position}
     UNION ALL
-    SELECT deleted_xid, id, NULL,
-           to_char(deleted_at AT TIME ZONE 'UTC', {utc_text})
-    FROM task_tombstones, since
+    SELECT version, id, NULL, to_char(deleted_at AT TIME ZONE 'UTC', {utc_text})
+    FROM task_tombstones
     WHERE user_id = %(user_id)s
       AND %(with_deletions)s::boolean
-      AND {deleted_since}
+      AND {after_position}
 ), page AS (
     SELECT * FROM changes
-    WHERE (%(upto)s::pg_snapshot IS NULL OR pg_visible_in_snapshot(xid, %(upto)s::pg_snapshot))
-      AND (xid, id) > (%(after_xid)s::xid8, %(after_id)s::bigint)
-    ORDER BY xid, id
+    ORDER BY version, id
     LIMIT %(limit)s
 )
-SELECT pg_current_snapshot()::text, page.xid::text, page.id, page.task, page.deleted_at
+SELECT {user_version}, page.version, page.id, page.task, page.deleted_at
 FROM (SELECT 1) AS statement LEFT JOIN page ON true
-ORDER BY page.xid, page.id;
+ORDER BY page.version, page.id;

@@ -1,20 +1,24 @@
 """The change feed's opaque token and response body.
 
-A token names a PostgreSQL snapshot (`xmin:xmax:xip,...`) the client has seen everything of:
-the next poll returns each task written, and each task deleted, by a transaction that snapshot
-did not see. Transactions are judged by visibility, that is by commit order, so one that took
-its id early and committed late is reported on the first poll after it commits.
+A token names a version of the user (migration 0008) the client has seen everything up to: the
+next poll returns each task written, and each task deleted, with a later version. Every write
+takes the user's next version under the user row's lock, so versions follow commit order and a
+poll that reads the user's version V with the changes up to it, in one statement, leaves no
+gap behind V. Versions are data in the user's rows: a token stays valid when the database is
+dumped and restored elsewhere, fails over, is replicated or is moved between Citus workers.
 
-A poll with more changes than `limit` answers a run of pages: every page of the run is bounded
-by the snapshot of its first page (`upto`) and keyed by (transaction id, task id), and the run's
-last page hands out `upto` as the next `since`. Changes committed meanwhile wait for that poll.
+A poll with more changes than `limit` answers a run of pages: every page of the run is bounded by
+the user's version at its first page (`upto`) and resumes after the last change of the page
+before, by (version, task id), since a write by hand may stamp many rows with one version. The
+run's last page hands out `upto` as the next token; changes committed meanwhile wait for that
+poll. `at` is when the client last had everything up to the token's version, so that a token
+older than the tombstones' retention is refused with 410.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -24,91 +28,109 @@ from taskd.db.tasks import TOMBSTONE_RETENTION_DAYS, ChangesPage
 from taskd.errors import ApiError
 from taskd.listing import invalid_parameter, query_text
 
-# A snapshot that sees no transaction at all: from it, everything is a change.
-BEGINNING = "1:1:"
-START = ("0", 0)
-_SNAPSHOT = re.compile(r"([0-9]{1,19}):([0-9]{1,19}):([0-9]{1,19}(?:,[0-9]{1,19})*)?")
-_XID = re.compile(r"[0-9]{1,19}")
-TOKEN_MAX_CHARS = 16 * 1024
+TOKEN_FORMAT = 2
+TOKEN_MAX_CHARS = 1024
 RETENTION_SECONDS = TOMBSTONE_RETENTION_DAYS * 24 * 3600
+START_AGAIN = "start again without since"
 
 
 @dataclass(frozen=True)
 class FeedToken:
-    since: str | None  # None: from the beginning
-    since_at: int  # when `since` was taken (Unix time), to refuse tokens past retention
-    upto: str | None = None  # set while a run of pages lasts
-    upto_at: int = 0
-    after: tuple[str, int] = START
+    after: int  # the user's version the client has seen everything before, and...
+    after_id: int | None  # ...of this version, the tasks up to this id (None: all of them)
+    at: int  # when the client last had everything up to `after` (Unix time)
+    upto: tuple[int, int] | None = None  # while a run of pages lasts: its version, and when
 
     def encode(self) -> str:
-        fields = [self.since, self.since_at, self.upto, self.upto_at, list(self.after)]
+        fields = {
+            "v": TOKEN_FORMAT,
+            "after": [self.after, self.after_id],
+            "at": self.at,
+            "upto": list(self.upto) if self.upto is not None else None,
+        }
         return base64.urlsafe_b64encode(orjson.dumps(fields)).rstrip(b"=").decode()
+
+    @property
+    def upto_version(self) -> int | None:
+        return None if self.upto is None else self.upto[0]
 
     def following(self, page: ChangesPage, now: int) -> FeedToken:
         """The token of the poll after `page`."""
         if page.more:
             assert page.last is not None
-            if self.upto is None:
-                return FeedToken(self.since, self.since_at, page.snapshot, now, page.last)
-            return FeedToken(self.since, self.since_at, self.upto, self.upto_at, page.last)
+            return FeedToken(*page.last, self.at, self.upto or (page.version, now))
         if self.upto is not None:
-            return FeedToken(self.upto, self.upto_at)
-        return FeedToken(page.snapshot, now)
+            return FeedToken(self.upto[0], None, self.upto[1])
+        return FeedToken(page.version, None, now)
 
 
-def parse_since(arguments: Mapping[str, list[bytes]], now: int) -> FeedToken:
-    """The token in `since`, or the beginning; 422 if it is not ours, 410 if too old."""
+def parse_since(arguments: Mapping[str, list[bytes]], now: int) -> FeedToken | None:
+    """The token in `since`, or None for the beginning; 422 if it is not ours, 410 if it is
+    too old or from before this token format."""
     text = query_text(arguments, "since")
     if not text:
-        return FeedToken(None, now)
-    token = _decode(text)
-    if token.since is not None and now - token.since_at > RETENTION_SECONDS:
+        return None
+    token = decode(text)
+    if now - token.at > RETENTION_SECONDS:
         raise ApiError(
             410,
             f"The token is older than the {TOMBSTONE_RETENTION_DAYS} days deletions are kept: "
-            "start again without since.",
+            f"{START_AGAIN}.",
         )
     return token
 
 
-def _decode(text: str) -> FeedToken:
+def decode(text: str) -> FeedToken:
     invalid = invalid_parameter("since", "is not a token returned by this endpoint")
     if len(text) > TOKEN_MAX_CHARS:
         raise invalid
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        since, since_at, upto, upto_at, (after_xid, after_id) = orjson.loads(raw)
-    except (binascii.Error, ValueError, TypeError):
+        fields = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (binascii.Error, ValueError):
         raise invalid from None
+    if _is_transaction_id_token(fields):
+        raise ApiError(
+            410,
+            "The token is from an earlier version of taskd, whose tokens named one database "
+            f"server's transactions: {START_AGAIN}.",
+        )
+    if not (isinstance(fields, dict) and fields.keys() == {"v", "after", "at", "upto"}):
+        raise invalid
+    after, at, upto = fields["after"], fields["at"], fields["upto"]
     valid = (
-        (since is None or _is_snapshot(since))
-        and (upto is None or _is_snapshot(upto))
-        and all(type(moment) is int and 0 <= moment < 2**53 for moment in (since_at, upto_at))
-        and isinstance(after_xid, str)
-        and _XID.fullmatch(after_xid) is not None
-        and type(after_id) is int
-        and 0 <= after_id < 2**63
+        fields["v"] == TOKEN_FORMAT
+        and isinstance(after, list)
+        and len(after) == 2
+        and _is_bigint(after[0])
+        and (after[1] is None or _is_bigint(after[1]))
+        and _is_moment(at)
+        and (
+            upto is None
+            or (
+                isinstance(upto, list)
+                and len(upto) == 2
+                and _is_bigint(upto[0])
+                and upto[0] >= after[0]
+                and _is_moment(upto[1])
+            )
+        )
     )
     if not valid:
         raise invalid
-    return FeedToken(since, since_at, upto, upto_at, (after_xid, after_id))
+    return FeedToken(after[0], after[1], at, None if upto is None else (upto[0], upto[1]))
 
 
-def _is_snapshot(value: object) -> bool:
-    """Whether PostgreSQL's pg_snapshot input would accept `value` (so it can't cause a 500)."""
-    if not isinstance(value, str):
-        return False
-    match = _SNAPSHOT.fullmatch(value)
-    if match is None:
-        return False
-    xmin, xmax = int(match[1]), int(match[2])
-    in_progress = [int(xid) for xid in match[3].split(",")] if match[3] else []
-    return (
-        0 < xmin <= xmax < 2**63
-        and all(xmin <= xid < xmax for xid in in_progress)
-        and in_progress == sorted(in_progress)
-    )
+def _is_bigint(value: object) -> bool:
+    return type(value) is int and 0 <= value < 2**63
+
+
+def _is_moment(value: object) -> bool:
+    return type(value) is int and 0 <= value < 2**53
+
+
+def _is_transaction_id_token(fields: object) -> bool:
+    """A token of the feed before migration 0008: [since, since_at, upto, upto_at, after]."""
+    return isinstance(fields, list) and len(fields) == 5 and isinstance(fields[1], int)
 
 
 def render(page: ChangesPage, following: FeedToken) -> bytes:

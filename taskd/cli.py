@@ -21,10 +21,12 @@ EXIT_CONFIG = 2
 DEV_TOKEN_USER = 1
 DEV_TOKEN_TTL = 24 * 3600
 
+log = logging.getLogger("taskd")
+
 # Which settings each command takes as flags (all of them are read from the environment).
 _COMMAND_OPTIONS = {
     "serve": [option.field for option in OPTIONS],
-    "migrate": ["database_url", "data_dir"],
+    "migrate": ["database_url", "data_dir", "log_format"],
     "token": ["secret", "database_url", "data_dir", "jwt_issuer", "jwt_audience"],
     "smoke": ["secret", "database_url", "data_dir", "jwt_issuer", "jwt_audience"],
 }
@@ -78,10 +80,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logs.configure()
     overrides = {option.field: getattr(args, option.field, None) for option in OPTIONS}
     try:
         settings = load_settings(overrides=overrides)
+        logs.configure(settings.log_format)
         if args.command == "serve":
             return _serve(settings, args.migrate)
         if args.command == "migrate":
@@ -130,18 +132,20 @@ def _serve(settings: Settings, apply_migrations: bool) -> int:
     except Exception as error:
         raise CommandError(f"cannot reach the database: {error}") from None
     if todo and (apply_migrations or settings.embedded):
-        migrate.apply(database_url)
+        log.info("%s", _apply_migrations(database_url))
     elif todo:
         raise CommandError(
             f"{len(todo)} pending migration(s) ({', '.join(todo)}): "
             "run 'taskd migrate' or 'taskd serve --migrate'"
         )
+    else:
+        log.info("%s", migrate.summary([], 0))
     metrics.use_multiprocess_dir()
     sockets = server.listen(settings)
     base_url = f"http://{settings.host}:{server.bound_port(sockets)}"
 
     def announce() -> None:
-        logging.getLogger("taskd").info("listening on %s", base_url)
+        log.info("listening on %s", base_url)
         # Only with a secret: the token printed is HS256, which a JWKS-only taskd refuses.
         if settings.embedded and settings.secret is not None:
             _print_dev_instructions(settings, base_url)
@@ -156,12 +160,17 @@ def _serve(settings: Settings, apply_migrations: bool) -> int:
 def _print_dev_instructions(settings: Settings, base_url: str) -> None:
     token = _mint(settings, DEV_TOKEN_USER, DEV_TOKEN_TTL)
     auth = shlex.quote(f"Authorization: Bearer {token}")
+    tasks_url = f"{base_url}/api/{DEV_TOKEN_USER}/tasks"
+    # Short enough to fit an 80 x 24 terminal with the start-up log lines, the token lines
+    # wrapped (tests/test_cli.py checks).
     print(
         f"\ntaskd is serving {base_url} on the embedded PostgreSQL in {settings.data_dir}\n"
-        f"A token for user {DEV_TOKEN_USER}, valid for 24 hours:\n\n  {token}\n\n"
-        f"Try it:\n\n  curl -H {auth} {base_url}/api/{DEV_TOKEN_USER}/tasks\n\n"
+        f"  API documentation  {base_url}/docs\n"
+        f"  OpenAPI document   {base_url}/openapi.json\n\n"
+        f"A token for user {DEV_TOKEN_USER}, valid for 24 hours:\n  {token}\n\n"
+        f"Try it:\n  curl -H {auth} {tasks_url}\n\n"
         f"  curl -H {auth} -H 'Content-Type: application/json' "
-        f"""-d '{{"title": "Try taskd"}}' {base_url}/api/{DEV_TOKEN_USER}/tasks\n""",
+        f"""-d '{{"title": "Try taskd"}}' {tasks_url}\n""",
         flush=True,
     )
 
@@ -173,11 +182,17 @@ def _migrate(settings: Settings, rollback: bool) -> int:
             undone = migrate.rollback(database_url)
             print(f"rolled back {undone}" if undone else "nothing to roll back")
         else:
-            applied = migrate.apply(database_url)
-            print(f"applied {', '.join(applied)}" if applied else "no pending migrations")
+            print(_apply_migrations(database_url))
     except Exception as error:
         raise CommandError(f"migration failed: {error}") from None
     return 0
+
+
+def _apply_migrations(database_url: str) -> str:
+    """Applies the pending migrations; returns the line that sums them up."""
+    started = time.monotonic()
+    applied = migrate.apply(database_url)
+    return migrate.summary(applied, time.monotonic() - started)
 
 
 def _token(settings: Settings, user_id: int, ttl: int) -> int:

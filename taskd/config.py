@@ -94,6 +94,15 @@ def _prepare_threshold(value: str) -> int | None:
     return _int_at_least(0)(value)
 
 
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value.lower() not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
+        return value.lower()
+
+    return parse
+
+
 def _default_data_dir() -> str:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return str(Path(base) / "taskd")
@@ -230,6 +239,14 @@ OPTIONS: tuple[Option, ...] = (
         "Better Auth's JWKS (https://app.example.com/api/auth/jwks) for its asymmetric tokens",
     ),
     Option(
+        "log_format",
+        "TASKD_LOG_FORMAT",
+        "--log-format",
+        "auto",
+        _one_of("auto", "text", "json"),
+        "log lines on stderr: text for people, json for machines, auto: text on a terminal",
+    ),
+    Option(
         "data_dir",
         "TASKD_DATA_DIR",
         "--data-dir",
@@ -259,6 +276,7 @@ class Settings:
     jwt_issuer: str | None
     jwt_audience: str | None
     jwks_url: str | None
+    log_format: str
     data_dir: str
 
     @property

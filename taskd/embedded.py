@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import warnings
 from pathlib import Path
 
 import psycopg
@@ -18,8 +19,19 @@ DATABASE = "taskd"
 
 def start(data_dir: str) -> str:
     """Start (or attach to) the embedded server and return the URL of its `taskd` database."""
-    # Imported here: only the embedded default needs it.
-    from pgserver.postgres_server import get_server
+    # Imported here: only the embedded default needs them.
+    import platformdirs
+
+    with warnings.catch_warnings():
+        # pgserver's import asks platformdirs for a runtime directory (its lock file lives there).
+        # Without XDG_RUNTIME_DIR (containers, ssh sessions without logind) platformdirs warns and
+        # falls back to /run/user/<uid> or a private /tmp/runtime-<uid>, which serve pgserver
+        # just as well: the warning asks nothing of the user. (Before its RuntimeDirWarning,
+        # platformdirs fell back silently.)
+        runtime_dir_warning = getattr(platformdirs, "RuntimeDirWarning", None)
+        if runtime_dir_warning is not None:
+            warnings.simplefilter("ignore", runtime_dir_warning)
+        from pgserver.postgres_server import get_server
 
     pgdata = Path(data_dir).absolute() / "postgres"
     pgdata.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""Structured logs: one JSON object per line on stderr, and one access-log line per request.
+"""Logs on stderr: lines for people on a terminal, one JSON object per line for machines, and one
+access-log line per request.
 
 An access line names the route's template (`/api/{user_id}/tasks/{id}`), never the raw URL, and
 never carries a header or a body: tokens and task text stay out of the logs.
@@ -35,6 +36,10 @@ def log_access(
     *, method: str, route: str, status: int, seconds: float, request_id: str | None
 ) -> None:
     level = logging.ERROR if status >= 500 else logging.INFO
+    duration_ms = round(seconds * 1000, 3)
+    detail = f"{duration_ms:.1f} ms"
+    if request_id is not None:
+        detail += f", request {request_id}"
     access_log.log(
         level,
         "%s %s %d",
@@ -46,9 +51,10 @@ def log_access(
                 "method": method,
                 "route": route,
                 "status": status,
-                "duration_ms": round(seconds * 1000, 3),
+                "duration_ms": duration_ms,
                 "request_id": request_id,
-            }
+            },
+            "detail": detail,
         },
     )
 
@@ -80,9 +86,34 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def configure(level: int = logging.INFO) -> None:
-    """JSON lines on stderr for every logger (taskd's, Tornado's, psycopg's)."""
+class TextFormatter(logging.Formatter):
+    """A record as a line for people: local time, level, logger and message, then the record's
+    `extra={"detail": ...}` in parentheses; a traceback follows on lines of its own."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        moment = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
+        line = f"{moment} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        detail = getattr(record, "detail", None)
+        if detail:
+            line += f" ({detail})"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def formatter_for(log_format: str, terminal: bool) -> logging.Formatter:
+    """TASKD_LOG_FORMAT's formatter: `auto` writes text to a terminal and JSON anywhere else."""
+    if log_format == "text" or (log_format == "auto" and terminal):
+        return TextFormatter()
+    return JsonFormatter()
+
+
+def configure(log_format: str = "auto", level: int = logging.INFO) -> None:
+    """Every logger's lines (taskd's, Tornado's, psycopg's) on stderr, in `log_format`."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(formatter_for(log_format, sys.stderr.isatty()))
     logging.basicConfig(level=level, handlers=[handler])
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    # Both narrate at INFO: yoyo each step of each migration (taskd sums them up in one line),
+    # pgserver each check it makes while starting the embedded PostgreSQL.
+    for chatty in ("pgserver", "yoyo"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)

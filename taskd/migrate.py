@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,15 @@ def apply(database_url: str) -> list[str]:
         return [migration.id for migration in todo]
     finally:
         backend.connection.close()
+
+
+def summary(applied: Sequence[str], seconds: float) -> str:
+    """One line for people in place of yoyo's line per step: what was applied, and how fast."""
+    if not applied:
+        return "schema up to date"
+    which = " and ".join(applied) if len(applied) <= 2 else f"{applied[0]} to {applied[-1]}"
+    count = "1 migration" if len(applied) == 1 else f"{len(applied)} migrations"
+    return f"applied {count} ({which}) in {seconds:.1f} s"
 
 
 def rollback(database_url: str) -> str | None:

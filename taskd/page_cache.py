@@ -2,22 +2,22 @@
 
 A page of 1000 tasks is a few hundred KB that PostgreSQL builds and sends on every request, while
 clients mostly ask again for a list that has not changed, or has changed in a task or two. So
-each worker keeps the pages it served lately, with the snapshot they were read in and how many
-tasks the user had then. Before serving one again it asks PostgreSQL what changed since that
-snapshot (index lookups, not the page): every write stamps its row with its transaction id
-(migration 0004), so the rows that snapshot could not see are exactly the tasks written since,
-in whatever order their writers committed, and deletes through the API leave tombstones. Nothing
-changed: the page is served as it is. A whole list in created_at order with a few tasks changed:
-the page is patched (created_at never changes, so the others keep their places) and checked
-against the user's task count, which also catches a delete that left no tombstone. Anything
-else is read again in full.
+each worker keeps the pages it served lately, with the user's version they were read at and how
+many tasks the user had then. Before serving one again it asks PostgreSQL for the user's version
+(one index lookup) and task count: every write bumps the version and stamps what it wrote with
+the new value (migration 0008), so an unchanged version means an unchanged list, and the rows
+and tombstones stamped later are exactly what changed since; the count catches rows deleted or
+inserted by hand, which take no version. Nothing changed: the page is served as it is. A whole list
+in created_at order with a few tasks changed: the page is patched (created_at never changes, so
+the others keep their places) and checked against the user's task count, which also catches a
+delete that left no tombstone. Anything else is read again in full.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 # More tasks written than this since a page was read: read it again rather than patch it.
@@ -46,11 +46,11 @@ class PageRows:
 
 @dataclass(frozen=True)
 class CachedPage:
-    """A page as served, with the snapshot it was read in and the user's task count then, and
-    its rows when it is all of the user's tasks in created_at order."""
+    """A page as served, with the user's version and task count when it was read, and its rows
+    when it is all of the user's tasks in created_at order."""
 
     page: Page
-    snapshot: str
+    version: int
     task_count: int
     rows: PageRows | None = None
 
@@ -61,10 +61,10 @@ class CachedPage:
 
 @dataclass(frozen=True)
 class Changes:
-    """What tasks_changed_since found: the statement's snapshot, the user's task count, the ids
-    deleted through the API, and the tasks written (at most MAX_PATCH + 1)."""
+    """What tasks_changed_since found: the user's version and task count now, the ids deleted
+    through the API since, and the tasks written since (at most MAX_PATCH + 1)."""
 
-    snapshot: str
+    version: int
     task_count: int
     deleted: list[int]
     written: PageRows
@@ -90,12 +90,13 @@ def refreshed(
 ) -> CachedPage | None:
     """`cached`, a page of at most `limit` tasks (newest first when `descending`), brought up to
     `changes`; or None when the page must be read again."""
+    if changes.version == cached.version and changes.task_count == cached.task_count:
+        return cached
     written = changes.written
-    if not written.ids and changes.task_count == cached.task_count:
-        # Nothing written, and no task the page holds deleted (the count would be lower).
-        return replace(cached, snapshot=changes.snapshot)
     rows = cached.rows
-    if rows is None or len(written.ids) > MAX_PATCH:
+    # A lower version than the page's is another history (a database restored from an older
+    # copy): nothing the page holds can be trusted.
+    if changes.version < cached.version or rows is None or len(written.ids) > MAX_PATCH:
         return None
     by_id = dict(zip(rows.ids, zip(rows.created_us, rows.tasks, strict=True), strict=True))
     for task_id in changes.deleted:
@@ -110,7 +111,7 @@ def refreshed(
         order, [by_id[task_id][0] for task_id in order], [by_id[task_id][1] for task_id in order]
     )
     body = b"".join((b"[", b",".join(patched.tasks), b"]"))
-    return CachedPage(Page(body, None), changes.snapshot, changes.task_count, patched)
+    return CachedPage(Page(body, None), changes.version, changes.task_count, patched)
 
 
 class PageCache:

@@ -10,6 +10,9 @@ Three ways to cut:
 - "stall_new": the connections already open work; new ones are accepted but held, unanswered,
   until the restore: a server that can no longer start sessions.
 
+It can also be pointed at another server (`retarget`), as when a database moves to a new host
+behind the same address.
+
 The proxy runs its own event loop in a thread, so it keeps forwarding while a test blocks its own.
 """
 
@@ -63,6 +66,11 @@ class FaultProxy:
     def restore(self) -> None:
         self._call(self._restore())
 
+    def retarget(self, target_url: str) -> None:
+        """Forward new connections to the server of `target_url` (a database of the same name);
+        the connections open to the old one are reset."""
+        self._call(self._retarget(conninfo_to_dict(target_url)))
+
     def close(self) -> None:
         self._call(self._close())
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -85,6 +93,10 @@ class FaultProxy:
         self._mode = None
         self._accepting.set()
         self._flowing.set()
+
+    async def _retarget(self, target: dict[str, Any]) -> None:
+        self._target = target
+        self._reset_all()
 
     async def _close(self) -> None:
         self._server.close()

@@ -88,6 +88,17 @@ def request(
         conn.close()
 
 
+def stop(popen: subprocess.Popen[Any]) -> None:
+    """SIGTERM a process still running, SIGKILL if it outlives STOP_TIMEOUT, and reap it."""
+    if popen.poll() is None:
+        popen.send_signal(signal.SIGTERM)
+        try:
+            popen.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait(timeout=STOP_TIMEOUT)
+
+
 class Process:
     """A running `taskd serve`, its stdout and stderr collected line by line by two threads."""
 
@@ -157,13 +168,7 @@ class Process:
         return returncode
 
     def close(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=STOP_TIMEOUT)
+        stop(self.popen)
         for reader in self._readers:
             reader.join(timeout=STOP_TIMEOUT)
         for stream in (self.popen.stdout, self.popen.stderr):

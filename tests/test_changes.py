@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 import re
 import time
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
-from conftest import body, new_user_id
+from conftest import body, connect, new_user_id
 
 from taskd.changes import FeedToken
 from taskd.db import tasks as db
@@ -158,18 +160,27 @@ async def test_changes_made_while_paging_come_in_the_next_poll(api, user_id):
     assert created[3]["id"] in {entry["id"] for entry in deleted + later_deleted}
 
 
-async def test_a_transaction_that_commits_late_is_still_reported(api, user_id, database_url):
-    """The gap a sequence-based feed has: an id taken early, committed after a later one."""
+async def test_a_write_that_commits_late_is_reported_and_nothing_overtakes_it(
+    api, user_id, database_url
+):
+    """The gap a sequence-based feed has: a number taken early, committed after a later one.
+    Here the late transaction holds the user's next version until it commits: a poll meanwhile
+    reports nothing and does not move past it, and the write behind it takes the version after
+    it, so both are reported in the order they committed."""
     await api.create(user_id, "provision the user")
     since = (await poll(api, user_id))["next"]
     async with await psycopg.AsyncConnection.connect(database_url) as slow:
-        late_id = (await db.create_task(slow, user_id=user_id, title="late", description="")).id
-        early = await api.create(user_id, "early")
+        late = await db.create_task(slow, user_id=user_id, title="late", description="")
+        behind = asyncio.ensure_future(api.create(user_id, "behind"))
+        await asyncio.sleep(0.2)
+        assert not behind.done()
         feed = await poll(api, user_id, since)
-        assert [task["id"] for task in feed["tasks"]] == [early["id"]]
+        assert feed["tasks"] == [] and feed["has_more"] is False
         await slow.commit()
+    behind_id = (await behind)["id"]
     feed = await poll(api, user_id, feed["next"])
-    assert [task["id"] for task in feed["tasks"]] == [late_id]
+    assert [task["id"] for task in feed["tasks"]] == [late.id, behind_id]
+    assert (await poll(api, user_id, feed["next"]))["tasks"] == []
 
 
 async def test_a_late_update_and_a_late_delete_are_still_reported(api, user_id, database_url):
@@ -185,6 +196,21 @@ async def test_a_late_update_and_a_late_delete_are_still_reported(api, user_id, 
     feed = await poll(api, user_id, feed["next"])
     assert [(task["id"], task["title"]) for task in feed["tasks"]] == [(edited["id"], "late edit")]
     assert [entry["id"] for entry in feed["deleted"]] == [deleted["id"]]
+
+
+async def test_concurrent_writes_of_one_user_take_consecutive_versions(api, user_id, database_url):
+    """Gap-free: however many writers race, each change takes the next version, once."""
+    await api.create(user_id, "first")
+    created = await asyncio.gather(*(api.create(user_id, f"racer {n}") for n in range(20)))
+    async with await connect(database_url) as conn:
+        cursor = await conn.execute(
+            "SELECT version FROM tasks WHERE user_id = %s ORDER BY version", [user_id]
+        )
+        versions = [row[0] for row in await cursor.fetchall()]
+        cursor = await conn.execute("SELECT version FROM users WHERE id = %s", [user_id])
+        (user_version,) = await cursor.fetchone()
+    assert versions == list(range(1, 22)) and user_version == 21
+    assert {task["id"] for task in created} <= set(await all_tasks(api, user_id))
 
 
 async def test_a_polling_reader_converges_exactly_under_concurrent_writers(
@@ -258,20 +284,38 @@ async def test_the_feed_shows_only_the_users_own_changes(api, user_id):
     assert (await poll(api, user_id, since))["tasks"] == []
 
 
+def raw_token(fields: object) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(fields)).rstrip(b"=").decode()
+
+
 @pytest.mark.parametrize(
     "since",
     [
         "garbage",
         "!!!",
         "W10",  # [] in base64
-        FeedToken("5:3:", 0).encode(),  # xmin after xmax
-        FeedToken("3:9:2", 0).encode(),  # in-progress id below xmin
-        FeedToken("3:9:7,5", 0).encode(),  # in-progress ids out of order
-        FeedToken("0:9:", 0).encode(),
-        FeedToken("3:99999999999999999999:", 0).encode(),
-        FeedToken("3:9:", 0, after=("x", 1)).encode(),
-        FeedToken("3:9:", 0, after=("1", -1)).encode(),
-        FeedToken("3:9:", 0, upto="junk").encode(),
+        raw_token({"v": 2, "after": [3, None], "at": 0, "upto": [2, 0]}),  # upto before after
+        raw_token({"v": 2, "after": [3, None], "at": 0, "upto": [4]}),
+        raw_token({"v": 2, "after": [3, None], "at": 0, "upto": 4}),
+        raw_token({"v": 2, "after": [3, None], "at": 0, "upto": [4, -1]}),
+        raw_token({"v": 2, "after": [-1, None], "at": 0, "upto": None}),
+        raw_token({"v": 2, "after": [2**63, None], "at": 0, "upto": None}),
+        raw_token({"v": 2, "after": ["1", None], "at": 0, "upto": None}),
+        raw_token({"v": 2, "after": [1.5, None], "at": 0, "upto": None}),
+        raw_token({"v": 2, "after": [True, None], "at": 0, "upto": None}),
+        raw_token({"v": 2, "after": [1, -1], "at": 0, "upto": None}),
+        raw_token({"v": 2, "after": [1, 2**63], "at": 0, "upto": None}),
+        raw_token({"v": 2, "after": [1, "2"], "at": 0, "upto": None}),
+        raw_token({"v": 2, "after": [1], "at": 0, "upto": None}),
+        raw_token({"v": 2, "after": 1, "at": 0, "upto": None}),
+        raw_token({"v": 2, "after": [1, None], "at": -1, "upto": None}),
+        raw_token({"v": 2, "after": [1, None], "at": 2**53, "upto": None}),
+        raw_token({"v": 3, "after": [1, None], "at": 0, "upto": None}),
+        raw_token({"v": 2, "after": [1, None], "upto": None}),
+        raw_token({"v": 2, "after": [1, None], "at": 0, "upto": None, "more": 1}),
+        raw_token([1, 2, 3]),
+        raw_token("string"),
+        "A" * 2000,
     ],
 )
 async def test_a_since_that_is_not_a_feed_token_is_422_naming_since(api, user_id, since):
@@ -290,13 +334,42 @@ async def test_a_bad_limit_is_422_naming_limit(api, user_id, limit):
 
 async def test_a_token_older_than_the_tombstone_retention_is_410(api, user_id):
     day = 24 * 3600
-    stale = FeedToken("3:3:", int(time.time()) - 31 * day).encode()
+    stale = FeedToken(after=3, after_id=None, at=int(time.time()) - 31 * day).encode()
     response = await api.request("GET", f"/api/{user_id}/tasks/changes?since={stale}", user=user_id)
     assert response.code == 410, response.body
     assert response.headers["Content-Type"] == "application/problem+json"
     assert body(response)["status"] == 410
-    aging = FeedToken("3:3:", int(time.time()) - 29 * day).encode()
+    await api.create(user_id, "three")
+    await api.create(user_id, "versions")
+    await api.create(user_id, "deep")
+    aging = FeedToken(after=3, after_id=None, at=int(time.time()) - 29 * day).encode()
     assert (await poll(api, user_id, aging))["has_more"] is False
+
+
+# The tokens of taskd before per-user versions: [snapshot, time, snapshot, time, [xid, id]].
+TRANSACTION_ID_TOKENS = [
+    raw_token(["1:1:", 1764000000, None, 0, ["0", 0]]),
+    raw_token(["742:748:745", int(time.time()), "750:750:", int(time.time()), ["746", 12]]),
+]
+
+
+@pytest.mark.parametrize("since", TRANSACTION_ID_TOKENS, ids=["beginning", "mid-run"])
+async def test_a_token_from_before_per_user_versions_is_410(api, user_id, since):
+    await api.create(user_id, "t")
+    response = await api.request("GET", f"/api/{user_id}/tasks/changes?since={since}", user=user_id)
+    assert response.code == 410, response.body
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert "start again without since" in body(response)["detail"]
+
+
+async def test_a_token_ahead_of_the_database_is_410(api, user_id):
+    """A database restored from an older copy (or a failover that lost writes) does not have
+    the changes the token has seen: the client must start again, not miss what comes next."""
+    await api.create(user_id, "one")
+    ahead = FeedToken(after=5, after_id=None, at=int(time.time())).encode()
+    response = await api.request("GET", f"/api/{user_id}/tasks/changes?since={ahead}", user=user_id)
+    assert response.code == 410, response.body
+    assert "start again without since" in body(response)["detail"]
 
 
 async def test_tombstones_past_retention_are_forgotten(api, user_id, database_url):

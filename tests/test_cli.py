@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import os
+import pty
 import re
 import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,13 +28,18 @@ from conftest import SECRET, make_token
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from live import (
     COMMAND_TIMEOUT,
+    LISTENING,
+    START_TIMEOUT,
     STOP_TIMEOUT,
+    TASKD,
     Process,
     free_port,
     request,
+    stop,
     taskd,
 )
 
+from taskd import migrate
 from taskd.migrate import MIGRATIONS_DIR
 
 
@@ -41,6 +49,14 @@ def migration_ids() -> list[str]:
         path.name.removesuffix(".sql")
         for path in MIGRATIONS_DIR.glob("*.sql")
         if not path.name.endswith(".rollback.sql")
+    )
+
+
+def migrations_summary(ids: list[str]) -> re.Pattern[str]:
+    """The one line that sums up applying all of `ids`."""
+    return re.compile(
+        rf"applied {len(ids)} migrations \({re.escape(ids[0])} to {re.escape(ids[-1])}\) "
+        r"in \d+\.\d s"
     )
 
 
@@ -77,13 +93,21 @@ def test_migrate_applies_then_reports_nothing_pending(
 
     first = taskd("migrate", env=env, cwd=workdir)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.strip() == f"applied {', '.join(ids)}"
+    assert migrations_summary(ids).fullmatch(first.stdout.strip()), first.stdout
+    assert first.stderr == ""  # yoyo's line per migration step is not passed on
     assert table_exists(url, "users")
     assert table_exists(url, "tasks")
 
     again = taskd("migrate", env=env, cwd=workdir)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.strip() == "no pending migrations"
+    assert again.stdout.strip() == "schema up to date"
+
+
+def test_the_migrations_summary_names_one_or_two_in_full() -> None:
+    assert migrate.summary(["0008.x"], 0.04) == "applied 1 migration (0008.x) in 0.0 s"
+    two = migrate.summary(["0008.x", "0009.y"], 1.26)
+    assert two == "applied 2 migrations (0008.x and 0009.y) in 1.3 s"
+    assert migrate.summary([], 0) == "schema up to date"
 
 
 def test_migrate_rollback_undoes_one_migration_at_a_time(
@@ -109,7 +133,7 @@ def test_migrate_rollback_undoes_one_migration_at_a_time(
     assert nothing.stdout.strip() == "nothing to roll back"
 
     reapplied = taskd("migrate", env=env, cwd=workdir)
-    assert reapplied.stdout.strip() == f"applied {', '.join(ids)}"
+    assert migrations_summary(ids).fullmatch(reapplied.stdout.strip()), reapplied.stdout
     assert table_exists(url, "tasks")
 
 
@@ -121,7 +145,7 @@ def test_migrate_database_url_flag_overrides_the_environment(
 
     result = taskd("migrate", "--database-url", from_flag, env=env, cwd=workdir)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"applied {', '.join(migration_ids())}"
+    assert migrations_summary(migration_ids()).fullmatch(result.stdout.strip()), result.stdout
     assert table_exists(from_flag, "tasks")
     assert not table_exists(from_env, "tasks")
     assert not table_exists(from_env, "users")
@@ -230,6 +254,7 @@ def test_serve_takes_the_port_from_the_environment(
         ("API_PORT", "70000"),
         ("BETTER_AUTH_SECRET", "short"),
         ("TASKD_WORKERS", "0"),
+        ("TASKD_LOG_FORMAT", "fancy"),
     ],
 )
 def test_serve_bad_setting_is_a_one_line_error(
@@ -400,6 +425,9 @@ def test_embedded_default_serves_and_keeps_its_data(
 
     assert first.terminate() == 0, first.output()
     assert processes_mentioning(pgdata) == [], "the embedded PostgreSQL outlived taskd"
+    # stderr is no terminal here: every line is JSON, a third party's warning included.
+    entries = [json.loads(line) for line in first.stderr]
+    assert migrations_summary(migration_ids()).fullmatch(entries[0]["msg"]), entries[0]
 
     second = spawn("serve", "--port", "0", env=env)
     base_url = second.base_url()
@@ -411,6 +439,178 @@ def test_embedded_default_serves_and_keeps_its_data(
 
     assert second.terminate() == 0, second.output()
     assert processes_mentioning(pgdata) == []
+
+
+# --- what a first run shows on a terminal --------------------------------------------------
+
+SCREEN_COLUMNS, SCREEN_ROWS = 80, 24
+POST_CURL = re.compile(r"^  curl .* -d .*/api/1/tasks\n", re.MULTILINE)
+TEXT_LOG_LINE = re.compile(r"\d\d:\d\d:\d\d (INFO|WARNING|ERROR) +[\w.]+: .+")
+TEXT_ACCESS_LINE = re.compile(
+    r"INFO +taskd\.access: GET [/\w.{}]+ 200 \(\d+\.\d ms, request [0-9a-f]{32}\)$", re.MULTILINE
+)
+JWT_LINE = re.compile(r"  eyJ[\w-]+\.[\w-]+\.[\w-]+")
+
+
+class Terminal:
+    """A `taskd` writing stdout and stderr to a pseudo-terminal, as in a shell's `make run`;
+    a thread reads everything it shows."""
+
+    def __init__(self, args: tuple[str, ...], env: dict[str, str], cwd: Path) -> None:
+        self._master, slave = pty.openpty()
+        self.popen = subprocess.Popen(
+            [str(TASKD), *args],
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=slave,
+            stderr=slave,
+        )
+        os.close(slave)
+        self._shown = b""
+        self._closed = False
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._master, 65536)
+            except OSError:  # EIO: the last process holding the terminal has exited
+                chunk = b""
+            with self._changed:
+                self._shown += chunk
+                self._closed = not chunk
+                self._changed.notify_all()
+            if not chunk:
+                return
+
+    def text(self) -> str:
+        """What the terminal showed so far, lines ending in "\\n" (a terminal writes "\\r\\n")."""
+        with self._changed:
+            return self._shown.decode(errors="replace").replace("\r\n", "\n")
+
+    def wait_for(self, pattern: re.Pattern[str]) -> re.Match[str]:
+        deadline = time.monotonic() + START_TIMEOUT
+        with self._changed:
+            while not (match := pattern.search(self.text())):
+                if self._closed:
+                    pytest.fail(f"taskd exited ({self.popen.wait()}) first:\n{self.text()}")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    pytest.fail(f"nothing matching {pattern.pattern!r}:\n{self.text()}")
+                self._changed.wait(min(remaining, 0.5))
+            return match
+
+    def close(self) -> None:
+        stop(self.popen)
+        self._reader.join(timeout=STOP_TIMEOUT)
+        os.close(self._master)
+
+
+@pytest.fixture
+def terminal(workdir: Path) -> Iterator[Any]:
+    """A factory of `taskd` processes on pseudo-terminals, all stopped at teardown."""
+    started: list[Terminal] = []
+
+    def start(*args: str, env: dict[str, str]) -> Terminal:
+        started.append(Terminal(args, env, workdir))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.close()
+
+
+def first_screen(text: str) -> list[str]:
+    """The lines a terminal of 80 x 24 shows before it scrolls, long lines wrapped."""
+    shown, rows = [], 0
+    for line in text.splitlines():
+        rows += max(1, math.ceil(len(line) / SCREEN_COLUMNS))
+        if rows > SCREEN_ROWS:
+            break
+        shown.append(line)
+    return shown
+
+
+def test_a_first_run_on_a_terminal_shows_the_whole_banner_on_the_first_screen(
+    environ: dict[str, str], embedded_data_dir: Path, terminal: Any
+) -> None:
+    env = {**environ, "TASKD_DATA_DIR": str(embedded_data_dir)}
+    env.pop("XDG_RUNTIME_DIR", None)  # as in containers and ssh sessions: platformdirs warns
+    shown = terminal("serve", "--port", "0", env=env)
+    base_url = shown.wait_for(LISTENING).group(1)
+    shown.wait_for(POST_CURL)
+    text = shown.text()
+
+    screen = first_screen(text)
+    serving = f"taskd is serving {base_url} on the embedded PostgreSQL in {embedded_data_dir}"
+    assert serving in screen, text
+    assert f"  API documentation  {base_url}/docs" in screen, text
+    assert f"  OpenAPI document   {base_url}/openapi.json" in screen, text
+    [token_line] = [line for line in screen if JWT_LINE.fullmatch(line)]
+    get_tasks, post_task = [line for line in screen if line.startswith("  curl ")]
+    assert token_line.strip() in get_tasks and token_line.strip() in post_task
+    assert POST_CURL.match(post_task + "\n"), text  # the banner's last line is on the screen too
+    assert "warning" not in text.lower(), text
+
+    # The logs before the banner are lines for people: the migrations summed up in one.
+    logged = text[: text.index(serving)].strip().splitlines()
+    assert all(TEXT_LOG_LINE.fullmatch(line) for line in logged), text
+    assert migrations_summary(migration_ids()).search(logged[0]), text
+    assert logged[-1].endswith(f"INFO    taskd: listening on {base_url}")
+
+    # What the banner points at is there, and a request is logged for people too.
+    for path in ("/docs", "/openapi.json"):
+        status, _, _ = request("GET", base_url + path)
+        assert status == 200, path
+    assert TEXT_ACCESS_LINE.search(shown.wait_for(re.compile(r".*GET /openapi.json.*\n")).group())
+
+
+@pytest.mark.parametrize("on_a_terminal", [True, False])
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_the_log_format_setting_chooses_text_or_json_whatever_stderr_is(
+    create_database: Any,
+    environ: dict[str, str],
+    spawn: Any,
+    terminal: Any,
+    on_a_terminal: bool,
+    log_format: str,
+) -> None:
+    url = create_database()
+    env = {
+        **environ,
+        "DATABASE_URL": url,
+        "BETTER_AUTH_SECRET": SECRET,
+        "TASKD_LOG_FORMAT": log_format,
+    }
+    if on_a_terminal:
+        shown = terminal("serve", "--migrate", "--port", "0", env=env)
+        base_url = shown.wait_for(LISTENING).group(1)
+        status, _, _ = request("GET", f"{base_url}/api/3/tasks", token=make_token(3))
+        shown.wait_for(re.compile(r"GET /api/\{user_id\}/tasks 200.*\n"))
+        lines = shown.text().splitlines()
+    else:
+        server = spawn("serve", "--migrate", "--port", "0", env=env)
+        base_url = server.base_url()
+        status, _, _ = request("GET", f"{base_url}/api/3/tasks", token=make_token(3))
+        server.wait_for(server.stderr, re.compile(r"GET /api/\{user_id\}/tasks 200"))
+        lines = server.stderr
+    assert status == 200
+    assert len(lines) == 3, lines  # the migrations, where it listens, the request
+    if log_format == "json":
+        entries = [json.loads(line) for line in lines]
+        assert migrations_summary(migration_ids()).fullmatch(entries[0]["msg"])
+        assert entries[1]["msg"] == f"listening on {base_url}"
+        assert set(entries[2]) == {
+            *("ts", "level", "logger", "pid", "msg"),
+            *("method", "route", "status", "duration_ms", "request_id"),
+        }
+    else:
+        assert all(TEXT_LOG_LINE.fullmatch(line) for line in lines), lines
+        assert migrations_summary(migration_ids()).search(lines[0])
+        assert TEXT_ACCESS_LINE.search(lines[2]), lines
 
 
 # --- python -m taskd -----------------------------------------------------------------------

@@ -114,12 +114,13 @@ async def test_toggle_task_flips_its_users_task_only(database_url, user_id):
 async def test_delete_task_deletes_its_users_task_only(database_url, user_id):
     async with await connect(database_url) as conn:
         created = await tasks.create_task(conn, user_id=user_id, title="doomed", description="")
-        assert await tasks.delete_task(conn, user_id=new_user_id(), task_id=created.id) is False
+        assert await tasks.delete_task(conn, user_id=new_user_id(), task_id=created.id) is None
         assert await tasks.get_task(conn, user_id=user_id, task_id=created.id) == created
 
-        assert await tasks.delete_task(conn, user_id=user_id, task_id=created.id) is True
+        deleted_at = await tasks.delete_task(conn, user_id=user_id, task_id=created.id)
+        assert created.version is not None and deleted_at == created.version + 1
         assert await tasks.get_task(conn, user_id=user_id, task_id=created.id) is None
-        assert await tasks.delete_task(conn, user_id=user_id, task_id=created.id) is False
+        assert await tasks.delete_task(conn, user_id=user_id, task_id=created.id) is None
 
 
 async def test_every_change_gives_the_task_a_new_etag(database_url, user_id):
@@ -154,7 +155,7 @@ async def test_writes_happen_only_when_the_etag_is_one_if_match_names(database_u
         )
         assert await tasks.toggle_task(conn, user_id=user_id, task_id=task_id, if_match=[]) is None
         assert (
-            await tasks.delete_task(conn, user_id=user_id, task_id=task_id, if_match=stale) is False
+            await tasks.delete_task(conn, user_id=user_id, task_id=task_id, if_match=stale) is None
         )
         assert await tasks.get_task(conn, user_id=user_id, task_id=task_id) == created
 
@@ -172,11 +173,11 @@ async def test_writes_happen_only_when_the_etag_is_one_if_match_names(database_u
         assert toggled is not None
         assert (
             await tasks.delete_task(conn, user_id=user_id, task_id=task_id, if_match=[updated.etag])
-            is False
+            is None
         )
         assert (
             await tasks.delete_task(conn, user_id=user_id, task_id=task_id, if_match=[toggled.etag])
-            is True
+            is not None
         )
 
 
@@ -194,7 +195,7 @@ async def test_if_match_of_another_users_task_matches_nothing(database_url, user
             await tasks.delete_task(
                 conn, user_id=intruder, task_id=theirs.id, if_match=[theirs.etag]
             )
-            is False
+            is None
         )
         assert await tasks.get_task(conn, user_id=user_id, task_id=theirs.id) == theirs
 
@@ -438,13 +439,18 @@ def test_binding_a_query_requires_user_id():
         (
             "tasks.sql",
             {
-                "create_task",
+                "take_next_version",
+                "insert_task",
                 "get_task",
                 "task_exists",
                 "update_task",
                 "toggle_task",
+                "take_version_for_delete",
+                "insert_tombstone",
                 "delete_task",
                 "list_tasks",
+                "tasks_changed_since",
+                "task_changes",
             },
         ),
         ("users.sql", {"provision_user"}),
@@ -599,7 +605,10 @@ def test_deleting_a_user_deletes_their_tasks(create_database):
     migrate.apply(url)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("INSERT INTO users (id) VALUES (1), (2)")
-        conn.execute("INSERT INTO tasks (user_id, title) VALUES (1, 'a'), (1, 'b'), (2, 'c')")
+        conn.execute(
+            "INSERT INTO tasks (user_id, title, version)"
+            " VALUES (1, 'a', 1), (1, 'b', 2), (2, 'c', 1)"
+        )
         conn.execute("DELETE FROM users WHERE id = 1")
         rows = conn.execute("SELECT user_id, title FROM tasks ORDER BY title").fetchall()
         assert rows == [(2, "c")]

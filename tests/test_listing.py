@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import orjson
 import pytest
-from conftest import Api, body
+from conftest import Api, body, insert_by_hand
 from tornado.httpclient import HTTPResponse
 
 SORTS = ["created_at", "-created_at", "updated_at", "-updated_at", "title", "-title"]
@@ -92,11 +92,9 @@ async def touch(api: Api, user: int, task: dict[str, Any]) -> None:
 async def insert_at_one_moment(pool: Any, user: int, count: int) -> None:
     """`count` tasks with the same title, created_at and updated_at: ties only ids can break."""
     async with pool.connection() as conn:
-        await conn.execute("INSERT INTO users (id) VALUES (%s) ON CONFLICT DO NOTHING", [user])
         await conn.execute(
-            "INSERT INTO tasks (user_id, title, created_at, updated_at)"
-            " SELECT %s, 'same', now(), now() FROM generate_series(1, %s)",
-            [user, count],
+            insert_by_hand("SELECT 'same', now(), now() FROM generate_series(1, %(count)s)"),
+            {"user": user, "count": count},
         )
 
 
@@ -218,12 +216,12 @@ async def test_limit_caps_the_page(api, user_id):
 
 async def test_limit_defaults_to_1000(api, user_id, pool):
     async with pool.connection() as conn:
-        await conn.execute("INSERT INTO users (id) VALUES (%s)", [user_id])
         await conn.execute(
-            "INSERT INTO tasks (user_id, title, created_at, updated_at)"
-            " SELECT %s, 'bulk ' || n, now() - n * interval '1 second', now()"
-            " FROM generate_series(1, 1001) AS n",
-            [user_id],
+            insert_by_hand(
+                "SELECT 'bulk ' || n, now() - n * interval '1 second', now()"
+                " FROM generate_series(1, 1001) AS n"
+            ),
+            {"user": user_id},
         )
     first = await api.request("GET", f"/api/{user_id}/tasks", user=user_id)
     assert [task["title"] for task in page_of(first)] == [f"bulk {n}" for n in range(1, 1001)]

@@ -1,4 +1,5 @@
-"""Structured logs: one JSON access line per request, request ids, no tokens or bodies."""
+"""Logs: one access line per request, JSON for machines and text for people, request ids, no
+tokens or bodies in either."""
 
 from __future__ import annotations
 
@@ -10,21 +11,43 @@ from typing import Any
 import pytest
 from conftest import OneConnectionPool, make_token
 
-from taskd.logs import JsonFormatter
+from taskd.logs import JsonFormatter, TextFormatter, formatter_for
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")
 
 
-@pytest.fixture
-def log_lines(caplog: pytest.LogCaptureFixture) -> Any:
-    """The records logged so far, as the JSON lines `taskd serve` writes to stderr."""
+def formatted(caplog: pytest.LogCaptureFixture, formatter: logging.Formatter) -> Any:
     caplog.set_level(logging.DEBUG)
-    formatter = JsonFormatter()
 
     def lines() -> list[str]:
         return [formatter.format(record) for record in caplog.records]
 
     return lines
+
+
+@pytest.fixture
+def log_lines(caplog: pytest.LogCaptureFixture) -> Any:
+    """The records logged so far, as the JSON lines `taskd serve` writes to stderr."""
+    return formatted(caplog, JsonFormatter())
+
+
+@pytest.fixture
+def text_log_lines(caplog: pytest.LogCaptureFixture) -> Any:
+    """The records logged so far, as the lines `taskd serve` writes to a terminal."""
+    return formatted(caplog, TextFormatter())
+
+
+@pytest.mark.parametrize(
+    ("log_format", "terminal", "expected"),
+    [
+        ("auto", True, TextFormatter),
+        ("auto", False, JsonFormatter),
+        ("text", False, TextFormatter),
+        ("json", True, JsonFormatter),
+    ],
+)
+def test_auto_is_text_on_a_terminal_and_json_elsewhere_unless_told(log_format, terminal, expected):
+    assert type(formatter_for(log_format, terminal)) is expected
 
 
 def access_entries(lines: list[str]) -> list[dict[str, Any]]:
@@ -55,6 +78,22 @@ async def test_access_line_names_route_status_duration_and_request_id(api, user_
     assert isinstance(entry["pid"], int)
 
 
+async def test_a_text_access_line_reads_route_status_duration_and_request_id(
+    api, user_id, text_log_lines
+):
+    task = await api.create(user_id, "logged")
+    response = await api.request(
+        "GET", f"/api/{user_id}/tasks/{task['id']}", user=user_id, headers={"X-Request-ID": "r-7"}
+    )
+    assert response.code == 200
+    [line] = [line for line in text_log_lines() if "request r-7" in line]
+    assert re.fullmatch(
+        r"\d\d:\d\d:\d\d INFO    taskd\.access: GET /api/\{user_id\}/tasks/\{id\} 200 "
+        r"\(\d+\.\d ms, request r-7\)",
+        line,
+    ), line
+
+
 @pytest.mark.parametrize("sent", [None, "", "has spaces", "x" * 129, 'quote"d', "new\\nline"])
 async def test_request_id_is_generated_when_absent_or_not_sane(api, user_id, log_lines, sent):
     headers = {} if sent is None else {"X-Request-ID": sent}
@@ -80,7 +119,7 @@ async def test_unknown_paths_are_logged_as_unmatched_not_by_url(api, log_lines):
     assert "/no/such/place" not in "".join(log_lines())
 
 
-async def test_tokens_and_bodies_never_reach_the_log(api, user_id, log_lines):
+async def test_tokens_and_bodies_never_reach_the_log(api, user_id, log_lines, text_log_lines):
     token = make_token(user_id)
     forged = make_token(user_id, secret="forged-" + "f" * 40)
     marker = "body-text-that-must-not-be-logged"
@@ -94,7 +133,7 @@ async def test_tokens_and_bodies_never_reach_the_log(api, user_id, log_lines):
 
     lines = log_lines()
     assert len(access_entries(lines)) == 3
-    text = "\n".join(lines)
+    text = "\n".join(lines + text_log_lines())
     for secret in (token, forged, token.split(".")[2], forged.split(".")[2], marker):
         assert secret not in text
 
@@ -114,6 +153,12 @@ def test_an_error_is_logged_with_its_cause():
     assert entry["error"]["message"] == "cannot list tasks"
     assert entry["error"]["cause"] == "ConnectionRefusedError: connection refused"
     assert "direct cause" in entry["error"]["traceback"]
+
+    first, *traceback = TextFormatter().format(record).splitlines()
+    assert re.fullmatch(r"\d\d:\d\d:\d\d ERROR   taskd: failed", first), first
+    assert traceback[0] == "Traceback (most recent call last):"
+    assert "ConnectionRefusedError: connection refused" in traceback
+    assert traceback[-1] == "RuntimeError: cannot list tasks"
 
 
 class TestDatabaseOutage(OneConnectionPool):

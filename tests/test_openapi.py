@@ -239,7 +239,7 @@ async def test_real_api_responses_match_the_document(api, user_id, checker):
     item = f"{tasks}/{body(created)['id']}"
     etag = created.headers["ETag"]
     await api.create(user_id, "second")
-    too_old = FeedToken(since="1:1:", since_at=0).encode()
+    too_old = FeedToken(after=0, after_id=None, at=0).encode()
 
     wrong_secret = make_token(user_id, secret="wrong-" + "w" * 40)
     calls: list[tuple[str, str, str, dict[str, Any]]] = [

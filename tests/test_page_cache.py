@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
-from conftest import body, connect, new_user_id
+from conftest import body, connect, insert_by_hand, new_user_id
 
 from taskd.db import tasks
 from taskd.page_cache import (
@@ -68,10 +68,17 @@ async def _delete(conn: Conn, user: int, ids: list[int]) -> None:
     await tasks.delete_task(conn, user_id=user, task_id=ids[2])
 
 
-# Writes that bypass the API (an operator's SQL): no tombstone, only the rows themselves.
+# Writes that bypass the API (an operator's SQL). Done as the README says, they bump the user's
+# version and stamp what they write; a delete by hand leaves no tombstone and takes no version.
+BUMP_VERSION = "UPDATE users SET version = version + 1 WHERE id = %(user)s RETURNING version"
+
+
 async def _sql_update(conn: Conn, user: int, ids: list[int]) -> None:
     await conn.execute(
-        "UPDATE tasks SET title = 'by hand' WHERE user_id = %s AND id = %s", [user, ids[0]]
+        f"WITH bumped AS ({BUMP_VERSION})"
+        " UPDATE tasks SET title = 'by hand', version = bumped.version"
+        " FROM bumped WHERE user_id = %(user)s AND id = %(id)s",
+        {"user": user, "id": ids[0]},
     )
 
 
@@ -79,10 +86,17 @@ async def _sql_delete(conn: Conn, user: int, ids: list[int]) -> None:
     await conn.execute("DELETE FROM tasks WHERE user_id = %s AND id = %s", [user, ids[1]])
 
 
+def by_hand(count: int) -> str:
+    """SQL that inserts `count` tasks for %(user)s by hand, as the README says."""
+    return insert_by_hand(
+        f"SELECT 'by hand ' || n, now(), now() FROM generate_series(1, {count}) AS n"
+    )
+
+
 async def _sql_delete_and_insert(conn: Conn, user: int, ids: list[int]) -> None:
     async with conn.transaction():
         await conn.execute("DELETE FROM tasks WHERE user_id = %s AND id = %s", [user, ids[1]])
-        await conn.execute("INSERT INTO tasks (user_id, title) VALUES (%s, 'same count')", [user])
+        await conn.execute(by_hand(1), {"user": user})
 
 
 CHANGES = [_create, _update, _toggle, _delete, _sql_update, _sql_delete, _sql_delete_and_insert]
@@ -105,8 +119,8 @@ async def test_any_change_to_the_users_tasks_is_listed_at_once(database_url, use
 async def test_a_write_that_commits_after_the_page_was_read_is_listed_once_it_commits(
     database_url, user_id, change
 ):
-    """The writer's transaction took its id before the page was read and commits after: its id
-    is below the page snapshot's xmax, so only snapshot visibility tells it was not seen."""
+    """The writer's transaction took the user's next version before the page was read and
+    commits after: the page was read at the version before it, so the commit moves it on."""
     cache = PageCache(1024 * 1024)
     async with await connect(database_url) as reader, await connect(database_url) as writer:
         ids = await seeded(reader, user_id)
@@ -176,15 +190,33 @@ async def test_many_tasks_written_at_once_are_read_again_in_full(database_url, u
     async with await connect(database_url) as conn:
         await seeded(conn, user_id, 2)
         await tasks.list_tasks(conn, user_id=user_id, limit=1000, cache=cache)
-        await conn.execute(
-            "INSERT INTO tasks (user_id, title) SELECT %s, 'bulk ' || n"
-            " FROM generate_series(1, %s) AS n",
-            [user_id, MAX_PATCH + 5],
-        )
+        await conn.execute(by_hand(MAX_PATCH + 5), {"user": user_id})
         after = await tasks.list_tasks(conn, user_id=user_id, limit=1000, cache=cache)
         uncached = await tasks.list_tasks(conn, user_id=user_id, limit=1000)
     assert after.json == uncached.json
     assert len(orjson.loads(after.json)) == MAX_PATCH + 7
+
+
+async def test_a_task_inserted_by_hand_without_its_version_is_refused(database_url, user_id):
+    """Such a row would be missing from the feed and from patched pages: refused instead."""
+    async with await connect(database_url) as conn:
+        await seeded(conn, user_id, 1)
+        with pytest.raises(psycopg.errors.NotNullViolation):
+            await conn.execute(
+                "INSERT INTO tasks (user_id, title) VALUES (%s, 'no version')", [user_id]
+            )
+
+
+async def test_an_update_by_hand_renders_the_tasks_json_again(database_url, user_id):
+    """The stored JSON is what every read serves: a write by hand cannot leave it stale."""
+    async with await connect(database_url) as conn:
+        (task_id,) = await seeded(conn, user_id, 1)
+        await conn.execute(
+            "UPDATE tasks SET title = 'by hand' WHERE user_id = %s AND id = %s",
+            [user_id, task_id],
+        )
+        task = await tasks.get_task(conn, user_id=user_id, task_id=task_id)
+    assert task is not None and orjson.loads(task.json)["title"] == "by hand"
 
 
 async def test_each_page_and_filter_is_cached_apart(database_url, user_id):
@@ -239,7 +271,7 @@ async def test_the_api_lists_every_change_between_identical_requests(api, user_i
 
 
 def cached(size: int) -> CachedPage:
-    return CachedPage(Page(b"x" * size, None), "1:1:", 0)
+    return CachedPage(Page(b"x" * size, None), 1, 0)
 
 
 def test_the_cache_keeps_the_most_recently_used_pages_within_its_budget():
@@ -281,11 +313,14 @@ def rows(*tasks_: tuple[int, int]) -> PageRows:
 def whole_list(*tasks_: tuple[int, int]) -> CachedPage:
     page_rows_ = rows(*tasks_)
     body = b"[" + b",".join(page_rows_.tasks) + b"]"
-    return CachedPage(Page(body, None), "10:10:", len(tasks_), page_rows_)
+    return CachedPage(Page(body, None), 10, len(tasks_), page_rows_)
 
 
-def changes(count: int, *written: tuple[int, int], deleted: tuple[int, ...] = ()) -> Changes:
-    return Changes("20:20:", count, list(deleted), rows(*written))
+def changes(
+    count: int, *written: tuple[int, int], deleted: tuple[int, ...] = (), version: int = 20
+) -> Changes:
+    """What the database says since version 10 of whole_list()'s user: now `version`."""
+    return Changes(version, count, list(deleted), rows(*written))
 
 
 def listed_ids(page: CachedPage | None) -> list[int]:
@@ -293,11 +328,28 @@ def listed_ids(page: CachedPage | None) -> list[int]:
     return [task["id"] for task in orjson.loads(page.page.json)]
 
 
-def test_nothing_written_and_the_same_count_keeps_the_page():
+def test_the_same_version_and_count_keep_the_page():
+    cached_page = whole_list((2, 200), (1, 100))
+    assert refreshed(cached_page, changes(2, version=10), limit=50, descending=True) is cached_page
+
+
+def test_a_new_version_with_nothing_to_patch_keeps_the_tasks_at_that_version():
     cached_page = whole_list((2, 200), (1, 100))
     fresh = refreshed(cached_page, changes(2), limit=50, descending=True)
-    assert fresh is not None and fresh.page is cached_page.page
-    assert fresh.snapshot == "20:20:"
+    assert fresh is not None and fresh.page.json == cached_page.page.json
+    assert fresh.version == 20
+
+
+def test_a_version_behind_the_pages_is_another_history_and_read_again():
+    """A database restored from an older copy: the page may hold what it never had."""
+    cached_page = whole_list((2, 200), (1, 100))
+    assert refreshed(cached_page, changes(2, version=9), limit=50, descending=True) is None
+
+
+def test_a_count_that_moved_without_a_version_is_read_again():
+    """A task deleted by hand takes no version: only the count tells."""
+    cached_page = whole_list((2, 200), (1, 100))
+    assert refreshed(cached_page, changes(1, version=10), limit=50, descending=True) is None
 
 
 def test_written_tasks_replace_theirs_and_new_ones_go_by_created_at():
@@ -336,7 +388,7 @@ def test_a_page_that_cannot_be_patched_is_read_again(change):
 
 
 def test_a_page_without_rows_is_read_again_once_anything_changed():
-    cached_page = CachedPage(Page(b"[]", None), "10:10:", 0)
+    cached_page = CachedPage(Page(b"[]", None), 10, 0)
     assert refreshed(cached_page, changes(1, (1, 100)), limit=50, descending=True) is None
 
 

@@ -3,13 +3,14 @@ same answer. Each function takes `user_id` as a required keyword and binds it.""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from psycopg import AsyncConnection
 
 from taskd.db.prepared import in_transaction
 from taskd.db.queries import load_queries
 from taskd.db.tasks import RenderedTask, create_task
+from taskd.db.users import provision_user
 
 _QUERIES = load_queries("idempotency_keys.sql")
 
@@ -37,10 +38,14 @@ async def create_task_once(
 
     async def claim_key() -> RenderedTask | None:
         claim = _QUERIES["claim_idempotency_key"]
-        cursor = await conn.execute(
-            claim.sql,
-            claim.bind(user_id=user_id, key=key, fingerprint=fingerprint, ttl=IDEMPOTENCY_KEY_TTL),
+        # Which keys count as expired, from this clock: the TTL dwarfs any clock skew.
+        expired_before = datetime.now(UTC) - IDEMPOTENCY_KEY_TTL
+        params = claim.bind(
+            user_id=user_id, key=key, fingerprint=fingerprint, expired_before=expired_before
         )
+        async with conn.pipeline():
+            await provision_user(conn, user_id=user_id)
+            cursor = await conn.execute(claim.sql, params)
         if await cursor.fetchone():
             task = await create_task(conn, user_id=user_id, title=title, description=description)
             record = _QUERIES["record_idempotent_task"]

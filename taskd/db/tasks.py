@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.abc import Buffer
 from psycopg.adapt import Loader
-from psycopg.pq import Format
+from psycopg.pq import Format, TransactionStatus
 
 from taskd.db.queries import Query, load_queries
 from taskd.page_cache import (
@@ -71,11 +73,40 @@ class _TextAsBuffer(Loader):
 
 @dataclass(frozen=True)
 class RenderedTask:
-    """A task as served: its id, its strong ETag (quoted) and its JSON text."""
+    """A task as served: its id, its strong ETag (quoted) and its JSON text; for a task just
+    read or written, also the user's version that its last write took (None for a replayed
+    create, which is the task as the key's first use created it)."""
 
     id: int
     etag: str
     json: str
+    version: int | None = field(default=None, compare=False)
+
+
+def etag(task_id: int, version: int) -> str:
+    """The strong entity-tag (RFC 9110 §8.8.3) of a task as its user's version `version` left
+    it: versions are never reused within a user, so the tag changes with every change."""
+    return f'"{task_id}.{version}"'
+
+
+def _rendered(task_id: int, version: int, json: str) -> RenderedTask:
+    return RenderedTask(task_id, etag(task_id, version), json, version)
+
+
+def versions_named(if_match: list[str] | None, task_id: int) -> list[int] | None:
+    """The versions of task `task_id` that the entity-tags `if_match` name (None: any version);
+    a tag of another task, or not one of ours, names none."""
+    if if_match is None:
+        return None
+    prefix = f'"{task_id}.'
+    versions = []
+    for tag in if_match:
+        digits = tag[len(prefix) : -1]
+        if tag.startswith(prefix) and tag.endswith('"') and digits.isascii() and digits.isdigit():
+            version = int(digits)
+            if version < 2**63:
+                versions.append(version)
+    return versions
 
 
 async def _fetch_value(conn: AsyncConnection, query: Query, params: dict[str, Any]) -> Any:
@@ -89,19 +120,34 @@ async def _fetch_task(
 ) -> RenderedTask | None:
     cursor = await conn.execute(query.sql, params)
     row = await cursor.fetchone()
-    return None if row is None else RenderedTask(*row)
+    return None if row is None else _rendered(*row)
+
+
+@asynccontextmanager
+async def _one_transaction(conn: AsyncConnection) -> AsyncIterator[None]:
+    """The statements of one write as one transaction sent at once (one round trip): a
+    transaction of its own on an autocommit connection (the pool's), else the caller's."""
+    async with conn.pipeline():
+        if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
+            async with conn.transaction():
+                yield
+        else:
+            yield
 
 
 async def create_task(
     conn: AsyncConnection, *, user_id: int, title: str, description: str
 ) -> RenderedTask:
     """Insert a task (provisioning its user) and return it."""
-    query = _QUERIES["create_task"]
-    task = await _fetch_task(
-        conn, query, query.bind(user_id=user_id, title=title, description=description)
-    )
-    assert task is not None
-    return task
+    take, insert = _QUERIES["take_next_version"], _QUERIES["insert_task"]
+    async with _one_transaction(conn):
+        await conn.execute(take.sql, take.bind(user_id=user_id))
+        cursor = await conn.execute(
+            insert.sql, insert.bind(user_id=user_id, title=title, description=description)
+        )
+    row = await cursor.fetchone()
+    assert row is not None
+    return _rendered(*row)
 
 
 async def get_task(conn: AsyncConnection, *, user_id: int, task_id: int) -> RenderedTask | None:
@@ -115,8 +161,8 @@ async def task_exists(conn: AsyncConnection, *, user_id: int, task_id: int) -> b
 
 
 # Each write takes `if_match`: the ETags one of which the task must have for the write to happen
-# (None: any version). A write that happens to nothing returns None (or False): no such task, or
-# one whose version is not in `if_match`; `task_exists` tells which.
+# (None: any version). A write that happens to nothing returns None: no such task, or one whose
+# version is not in `if_match`; `task_exists` tells which.
 
 
 async def update_task(
@@ -134,7 +180,7 @@ async def update_task(
     params = query.bind(
         user_id=user_id,
         task_id=task_id,
-        if_match=if_match,
+        if_match=versions_named(if_match, task_id),
         title=title,
         description=description,
         is_completed=is_completed,
@@ -146,23 +192,32 @@ async def toggle_task(
     conn: AsyncConnection, *, user_id: int, task_id: int, if_match: list[str] | None = None
 ) -> RenderedTask | None:
     query = _QUERIES["toggle_task"]
-    return await _fetch_task(
-        conn, query, query.bind(user_id=user_id, task_id=task_id, if_match=if_match)
+    params = query.bind(
+        user_id=user_id, task_id=task_id, if_match=versions_named(if_match, task_id)
     )
+    return await _fetch_task(conn, query, params)
 
 
 async def delete_task(
     conn: AsyncConnection, *, user_id: int, task_id: int, if_match: list[str] | None = None
-) -> bool:
-    """Delete a task, leaving a tombstone for the change feed."""
-    query = _QUERIES["delete_task"]
-    params = query.bind(
+) -> int | None:
+    """Delete a task, leaving a tombstone for the change feed; the user's new version, or None
+    when nothing was deleted."""
+    params = _QUERIES["delete_task"].bind(
         user_id=user_id,
         task_id=task_id,
-        if_match=if_match,
+        if_match=versions_named(if_match, task_id),
         retention_days=TOMBSTONE_RETENTION_DAYS,
     )
-    return await _fetch_value(conn, query, params) is not None
+    async with _one_transaction(conn):
+        taken = await conn.execute(_QUERIES["take_version_for_delete"].sql, params)
+        await conn.execute(_QUERIES["insert_tombstone"].sql, params)
+        deleted = await conn.execute(_QUERIES["delete_task"].sql, params)
+    row = await taken.fetchone()
+    if row is None or await deleted.fetchone() is None:
+        return None
+    version: int = row[0]
+    return version
 
 
 async def list_tasks(
@@ -181,7 +236,7 @@ async def list_tasks(
     key = (user_id, sort, completed, pattern, after, limit)
     cached = cache.get(key) if cache is not None else None
     if cache is not None and cached is not None:
-        changes = await _changes_since(conn, user_id, cached.snapshot)
+        changes = await _changes_since(conn, user_id, cached.version)
         fresh = refreshed(cached, changes, limit=limit, descending=_descending(sort))
         if fresh is not None:
             cache.put(key, fresh)
@@ -197,20 +252,19 @@ async def list_tasks(
         limit=limit,
     )
     cursor = conn.cursor(binary=True)
-    # Text comes back as buffers: the page's JSON and the snapshot. A title sort value is a
-    # varchar, read as str.
+    # Text comes back as buffers: the page's JSON. A title sort value is a varchar, read as str.
     cursor.adapters.register_loader("text", _TextAsBuffer)
     await cursor.execute(query.sql, params)
     row = await cursor.fetchone()
     assert row is not None
-    tasks_json, last_value, last_id, snapshot, task_count, more, ids, created_us, sizes = row
+    tasks_json, last_value, last_id, version, task_count, more, ids, created_us, sizes = row
     page = Page(b"".join((b"[", tasks_json, b"]")), (last_value, last_id) if more else None)
     if cache is not None:
         whole_list = ids is not None and not more and after is None
         rows = None
         if whole_list and completed is None and pattern is None:
             rows = page_rows(page.json, ids, created_us, sizes)
-        cache.put(key, CachedPage(page, str(snapshot, "ascii"), task_count, rows))
+        cache.put(key, CachedPage(page, version, task_count, rows))
     return page
 
 
@@ -218,10 +272,10 @@ def _descending(sort: str) -> bool:
     return SORTS[sort][1] == "DESC"
 
 
-async def _changes_since(conn: AsyncConnection, user_id: int, snapshot: str) -> Changes:
+async def _changes_since(conn: AsyncConnection, user_id: int, version: int) -> Changes:
     query = _QUERIES["tasks_changed_since"]
     # One more than a patch takes, to tell that there are more.
-    params = query.bind(user_id=user_id, since=snapshot, max_written=MAX_PATCH + 1)
+    params = query.bind(user_id=user_id, since=version, max_written=MAX_PATCH + 1)
     cursor = await conn.execute(query.sql, params)
     row = await cursor.fetchone()
     assert row is not None
@@ -232,12 +286,13 @@ async def _changes_since(conn: AsyncConnection, user_id: int, snapshot: str) -> 
 
 @dataclass(frozen=True)
 class ChangesPage:
-    """Changes after a position: task JSON texts, (id, deleted_at) pairs, and where they end."""
+    """Changes after a position: task JSON texts, (id, deleted_at) pairs, the user's version when
+    they were read, the (version, task id) of the page's last change, and whether more follow."""
 
     tasks: list[str]
     deleted: list[tuple[int, str]]
-    snapshot: str
-    last: tuple[str, int] | None
+    version: int
+    last: tuple[int, int] | None
     more: bool
 
 
@@ -245,28 +300,27 @@ async def task_changes(
     conn: AsyncConnection,
     *,
     user_id: int,
-    since: str,
-    upto: str | None,
-    after: tuple[str, int],
+    after: tuple[int, int | None],
+    upto: int | None,
     with_deletions: bool,
     limit: int,
 ) -> ChangesPage:
-    """Tasks written and deleted by transactions invisible to snapshot `since` (and visible
-    to `upto` when given), after the (transaction id, task id) position `after`."""
+    """Tasks written and deleted after the position `after`, (version, task id) with None for
+    all tasks of that version, up to version `upto` when given, in the order of their versions
+    (the order their writes committed in), at most `limit` of them."""
     query = _QUERIES["task_changes"]
-    after_xid, after_id = after
+    after_version, after_id = after
     params = query.bind(
         user_id=user_id,
-        since=since,
-        upto=upto,
-        after_xid=after_xid,
+        after=after_version,
         after_id=after_id,
+        upto=upto,
         with_deletions=with_deletions,
         limit=limit + 1,
     )
     cursor = await conn.execute(query.sql, params)
     rows = await cursor.fetchall()
-    snapshot = rows[0][0]
+    version = rows[0][0]
     changes = [row for row in rows if row[1] is not None]
     more = len(changes) > limit
     del changes[limit:]
@@ -275,7 +329,7 @@ async def task_changes(
         deleted=[
             (task_id, deleted_at) for _, _, task_id, task, deleted_at in changes if task is None
         ],
-        snapshot=snapshot,
+        version=version,
         last=(changes[-1][1], changes[-1][2]) if changes else None,
         more=more,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from taskd.auth import parse_id
-from taskd.changes import BEGINNING, parse_since, render
+from taskd.changes import START_AGAIN, FeedToken, parse_since, render
 from taskd.db import tasks as db
 from taskd.db.idempotency import create_task_once
 from taskd.db.pool import connection
@@ -158,10 +158,10 @@ class TaskHandler(TaskItemHandler):
         task_id = self.task_id()
         if_match = self.if_match()
         async with connection(self.pool) as conn:
-            deleted = await db.delete_task(
+            version = await db.delete_task(
                 conn, user_id=self.current_user, task_id=task_id, if_match=if_match
             )
-        if not deleted:
+        if version is None:
             raise await self.unwritten(task_id, if_match)
         self.set_status(204)
         self.finish()
@@ -202,17 +202,24 @@ class TaskChangesHandler(ApiHandler):
 
     async def get(self, _user: str) -> None:
         moment = int(time.time())
-        token = parse_since(self.request.query_arguments, moment)
+        since = parse_since(self.request.query_arguments, moment)
         limit = parse_limit(self.request.query_arguments)
+        token = since or FeedToken(after=0, after_id=None, at=moment)
         async with connection(self.pool) as conn:
             page = await db.task_changes(
                 conn,
                 user_id=self.current_user,
-                since=token.since or BEGINNING,
-                upto=token.upto,
-                after=token.after,
-                with_deletions=token.since is not None,
+                after=(token.after, token.after_id),
+                upto=token.upto_version,
+                # From the beginning, every task there is stands for itself.
+                with_deletions=since is not None,
                 limit=limit,
+            )
+        if page.version < (token.upto_version or token.after):
+            # Versions the client has seen are not in this database: it was restored from an
+            # older copy, or lost writes in a failover. Its changes since cannot be told.
+            raise ApiError(
+                410, f"The token names changes this database does not have: {START_AGAIN}."
             )
         self.send_json(render(page, token.following(page, moment)))
 

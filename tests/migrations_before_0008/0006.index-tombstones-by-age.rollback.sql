@@ -1,0 +1,1 @@
+DROP INDEX task_tombstones_user_id_deleted_at;
