@@ -23,7 +23,9 @@ from test_unavailable import DB_TIMEOUT, assert_unavailable
 
 from taskd import migrate
 from taskd.config import Settings
+from taskd.db import tasks as db
 from taskd.db.pool import connection, make_pool, open_pool
+from taskd.db.users import provision_user
 
 pytestmark = pytest.mark.skipif(
     not PGBOUNCER_URL, reason="needs PgBouncer in transaction mode (make test-pgbouncer)"
@@ -129,6 +131,51 @@ async def test_a_refusal_inside_the_idempotent_create_runs_its_transaction_again
     assert titles == ["first", *(f"plain {n}" for n in range(5)), "second"]
 
 
+# More than psycopg's default threshold: the sixth run prepares the write's statements, inside its
+# transaction and so on one server session; the seventh, in another transaction, is refused.
+WRITES = 7
+
+
+async def tasks_made_elsewhere(settings: Settings, database_url: str, user: int) -> list[int]:
+    """Tasks created through a pool of their own that never prepares, so that the app's
+    connection has not run the insert."""
+    pool = make_pool(settings.replace(prepare_threshold=None), database_url)
+    await open_pool(pool, 10)
+    try:
+        async with connection(pool) as conn:
+            await provision_user(conn, user_id=user)
+            made = [
+                await db.create_task(conn, user_id=user, title=f"t{n}", description="")
+                for n in range(WRITES)
+            ]
+    finally:
+        await pool.close()
+    return [task.id for task in made]
+
+
+@pytest.mark.parametrize("write", ["POST", "PUT", "DELETE"])
+async def test_a_refused_write_is_answered_and_done_once(
+    api, user_id, settings, database_url, caplog, write
+):
+    """POST and DELETE are pipelined transactions, run again whole; PUT is one statement."""
+    ids = await tasks_made_elsewhere(settings, database_url, user_id)
+    tasks = f"/api/{user_id}/tasks"
+    for n, task_id in enumerate(ids):
+        if write == "POST":
+            response = await api.request("POST", tasks, user=user_id, json={"title": f"post{n}"})
+        else:
+            path, json = f"{tasks}/{task_id}", {"title": f"put{n}"} if write == "PUT" else None
+            response = await api.request(write, path, user=user_id, json=json)
+        assert response.code == {"POST": 201, "PUT": 200, "DELETE": 204}[write], response.body
+    assert len(refusals(caplog)) == 1
+
+    listed = body(await api.request("GET", tasks, user=user_id))
+    titles = sorted(task["title"] for task in listed)
+    written = [f"{write.lower()}{n}" for n in range(WRITES)]
+    made = [f"t{n}" for n in range(WRITES)]
+    assert titles == {"POST": sorted(made + written), "PUT": written, "DELETE": []}[write]
+
+
 async def test_one_refusal_turns_preparing_off_on_every_connection_of_the_pool(
     settings, database_url, caplog
 ):
@@ -209,6 +256,10 @@ def test_with_default_settings_taskd_turns_prepared_statements_off_with_one_warn
     assert set(statuses) <= {200, 201, 204}, sorted(set(statuses))
     assert len(statuses) == CLIENTS * ROUNDS * 8
     warnings = [entry for entry in log_entries(server) if entry["level"] == "warning"]
-    assert len(warnings) == 1, warnings
-    assert "refused a prepared statement" in warnings[0]["msg"]
-    assert "TASKD_PREPARE_THRESHOLD=none" in warnings[0]["msg"]
+    ours = [entry["msg"] for entry in warnings if entry["logger"] == "taskd"]
+    assert len(ours) == 1, warnings
+    assert "refused a prepared statement" in ours[0]
+    assert "TASKD_PREPARE_THRESHOLD=none" in ours[0]
+    # psycopg's own note when the refusal ended a pipelined write early (taskd/db/prepared.py).
+    others = [entry["msg"] for entry in warnings if entry["logger"] != "taskd"]
+    assert all("pipeline aborted" in msg for msg in others), others

@@ -9,9 +9,11 @@ its pool, says so once in the log, and runs the refused statement again unprepar
 
 Running it again is safe: PostgreSQL refuses it at Parse or at Bind, and so executes none of it
 (the cursor has no result of it; a refusal after the statement ran, say of psycopg's own
-DEALLOCATE, is raised as it is). Outside a transaction the cursor runs the statement again at
-once. Inside one, the refusal has aborted the transaction, which rolls back everything the unit
-of work did in it: `in_transaction` runs that whole unit again.
+DEALLOCATE, is raised as it is). Outside a transaction and a pipeline the cursor runs the
+statement again at once. Inside a transaction the refusal has aborted it, and the rollback undoes
+everything the unit of work did in it: `in_transaction` runs that whole unit again. (When the
+refusal surfaces in the middle of a pipelined transaction, psycopg logs a warning of its own as
+it ends the pipeline: "error ignored terminating ...: pipeline aborted".)
 """
 
 from __future__ import annotations
@@ -19,22 +21,19 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.abc import Params, QueryNoTemplate
-from psycopg.pq import TransactionStatus
+from psycopg.pq import PipelineStatus, TransactionStatus
 
 log = logging.getLogger("taskd")
 
 T = TypeVar("T")
 # PostgreSQL's answers to a Parse of a name in use and to a Bind of a name it does not know.
 REFUSALS = (psycopg.errors.DuplicatePreparedStatement, psycopg.errors.InvalidSqlStatementName)
-
-
-class PreparedStatementRefused(Exception):
-    """A pooler refused a prepared statement inside a transaction, which is now aborted."""
 
 
 class PreparedStatements:
@@ -96,18 +95,34 @@ class PoolCursor(AsyncCursor[Any]):
             if not (preparing and self.pgresult is None and isinstance(conn, PoolConnection)):
                 raise
             conn.prepared_statements.refused(error)
-            if conn.info.transaction_status != TransactionStatus.IDLE:
-                raise PreparedStatementRefused(str(error)) from error
+            alone = conn.pgconn.pipeline_status == PipelineStatus.OFF
+            if not alone or conn.info.transaction_status != TransactionStatus.IDLE:
+                raise  # for in_transaction, which runs the transaction again
             await super().execute(query, params, prepare=False, binary=binary)
         return self
 
 
-async def in_transaction(conn: AsyncConnection[Any], work: Callable[[], Awaitable[T]]) -> T:
-    """`await work()` in one transaction, run again (unprepared) when a pooler refused one of its
-    prepared statements: the refusal aborted the first run, and the rollback undid it."""
+async def in_transaction(
+    conn: AsyncConnection[Any], work: Callable[[], Awaitable[T]], *, pipelined: bool = False
+) -> T:
+    """`await work()` in one transaction (`pipelined`: sent in one pipeline), run again
+    (unprepared) when a pooler refused one of its prepared statements: the refusal aborted the
+    first run, and the rollback undid it.
+
+    In a pipeline the refusal comes back with the results, from whichever call fetches them, so
+    any refusal in the transaction counts, provided the connection was preparing statements."""
+    preparing = conn.prepare_threshold is not None
     try:
-        async with conn.transaction():
-            return await work()
-    except PreparedStatementRefused:
-        async with conn.transaction():
-            return await work()
+        return await _transaction(conn, work, pipelined)
+    except REFUSALS as error:
+        if not (preparing and isinstance(conn, PoolConnection)):
+            raise
+        conn.prepared_statements.refused(error)
+    return await _transaction(conn, work, pipelined)
+
+
+async def _transaction(
+    conn: AsyncConnection[Any], work: Callable[[], Awaitable[T]], pipelined: bool
+) -> T:
+    async with conn.pipeline() if pipelined else nullcontext(), conn.transaction():
+        return await work()

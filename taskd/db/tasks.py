@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.abc import Buffer
 from psycopg.adapt import Loader
 from psycopg.pq import Format, TransactionStatus
 
+from taskd.db.prepared import in_transaction
 from taskd.db.queries import Query, load_queries
 from taskd.page_cache import (
     MAX_PATCH,
@@ -123,16 +123,17 @@ async def _fetch_task(
     return None if row is None else _rendered(*row)
 
 
-@asynccontextmanager
-async def _one_transaction(conn: AsyncConnection) -> AsyncIterator[None]:
+T = TypeVar("T")
+
+
+async def _one_transaction(conn: AsyncConnection, statements: Callable[[], Awaitable[T]]) -> T:
     """The statements of one write as one transaction sent at once (one round trip): a
-    transaction of its own on an autocommit connection (the pool's), else the caller's."""
+    transaction of its own on an autocommit connection (the pool's), run again whole if a pooler
+    refused a prepared statement in it; else the caller's."""
+    if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
+        return await in_transaction(conn, statements, pipelined=True)
     async with conn.pipeline():
-        if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
-            async with conn.transaction():
-                yield
-        else:
-            yield
+        return await statements()
 
 
 async def create_task(
@@ -140,11 +141,14 @@ async def create_task(
 ) -> RenderedTask:
     """Insert a task (provisioning its user) and return it."""
     take, insert = _QUERIES["take_next_version"], _QUERIES["insert_task"]
-    async with _one_transaction(conn):
+
+    async def take_version_and_insert() -> AsyncCursor[Any]:
         await conn.execute(take.sql, take.bind(user_id=user_id))
-        cursor = await conn.execute(
+        return await conn.execute(
             insert.sql, insert.bind(user_id=user_id, title=title, description=description)
         )
+
+    cursor = await _one_transaction(conn, take_version_and_insert)
     row = await cursor.fetchone()
     assert row is not None
     return _rendered(*row)
@@ -209,10 +213,14 @@ async def delete_task(
         if_match=versions_named(if_match, task_id),
         retention_days=TOMBSTONE_RETENTION_DAYS,
     )
-    async with _one_transaction(conn):
+
+    async def take_version_and_delete() -> tuple[AsyncCursor[Any], AsyncCursor[Any]]:
         taken = await conn.execute(_QUERIES["take_version_for_delete"].sql, params)
         await conn.execute(_QUERIES["insert_tombstone"].sql, params)
         deleted = await conn.execute(_QUERIES["delete_task"].sql, params)
+        return taken, deleted
+
+    taken, deleted = await _one_transaction(conn, take_version_and_delete)
     row = await taken.fetchone()
     if row is None or await deleted.fetchone() is None:
         return None
