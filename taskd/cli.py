@@ -141,7 +141,10 @@ def _serve(settings: Settings, apply_migrations: bool) -> int:
     else:
         log.info("%s", migrate.summary([], 0))
     metrics.use_multiprocess_dir()
-    sockets = server.listen(settings)
+    try:
+        sockets = server.listen(settings)
+    except server.ListenError as error:
+        raise CommandError(str(error)) from None
     base_url = f"http://{settings.host}:{server.bound_port(sockets)}"
 
     def announce() -> None:

@@ -5,11 +5,14 @@ systemd's notify protocol (sd_notify(3)) needs no library: one datagram on $NOTI
 With TASKD_WORKERS > 1 the main process becomes a small supervisor. It forks the workers after
 the port is bound and before any event loop or pool exists (each worker opens its own pool),
 reports READY=1 once every worker says it serves, forwards SIGTERM, replaces a worker that
-crashes, and exits 0 once all of them have drained.
+crashes, and exits 0 once all of them have drained. Workers never outlive it: however it dies,
+SIGKILL included, the kernel sends each of them SIGTERM (PR_SET_PDEATHSIG), and they drain.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
 import select
@@ -29,6 +32,8 @@ log = logging.getLogger("taskd")
 
 # Past the drain deadline, how long workers get to close their pools before they are killed.
 KILL_MARGIN = 5.0
+# prctl(2): the signal a process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
 
 
 def notify(state: str) -> None:
@@ -44,6 +49,20 @@ def notify(state: str) -> None:
             sock.sendall(state.encode())
     except OSError as error:
         log.warning("cannot notify the service manager of %s: %s", state, error)
+
+
+def stop_with_parent(parent: int) -> bool:
+    """Have the kernel send this process SIGTERM when `parent` (the process that forked it)
+    dies, however it dies (Linux; elsewhere only the check below). False when it has died
+    already."""
+    if sys.platform != "linux":
+        return os.getppid() == parent
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"prctl(PR_SET_PDEATHSIG): {os.strerror(errno)}")
+    # A parent that died before the prctl took effect sent nothing: the worker is an orphan.
+    return os.getppid() == parent
 
 
 def run(
@@ -97,6 +116,7 @@ class Supervisor:
         self._stopping = False
         self._kill_at: float | None = None
         self._failed = False
+        self._pid = os.getpid()
         self._ready_reader, self._ready_writer = os.pipe()
         self._wakeup_reader, self._wakeup_writer = os.pipe()
         self._ready_lines = b""
@@ -149,6 +169,8 @@ class Supervisor:
         """The worker process: serve, then leave without running the supervisor's exit hooks."""
         status = 1
         try:
+            if not stop_with_parent(self._pid):
+                os._exit(0)
             # Worker 0 accepts on the sockets bound before the fork; every other worker binds
             # sockets of its own to the same address (SO_REUSEPORT). With one accept queue for
             # all, whichever worker woke first took a whole burst of new connections (seen: 86
@@ -181,8 +203,10 @@ class Supervisor:
             os._exit(status)
 
     def _report_ready(self) -> None:
-        """In a worker: tell the supervisor this worker serves (a pipe write is atomic)."""
-        os.write(self._ready_writer, f"{os.getpid()}\n".encode())
+        """In a worker: tell the supervisor this worker serves (a pipe write is atomic). A
+        supervisor that died during the start-up has left a SIGTERM, which stops the worker."""
+        with contextlib.suppress(BrokenPipeError):
+            os.write(self._ready_writer, f"{os.getpid()}\n".encode())
 
     def _read_ready(self) -> None:
         received = self._ready_lines + os.read(self._ready_reader, 4096)

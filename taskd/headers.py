@@ -1,5 +1,5 @@
-"""Request headers with a grammar of their own: If-Match, If-None-Match (RFC 9110 §13.1) and
-Idempotency-Key."""
+"""Request headers with a grammar of their own: Content-Length, If-Match, If-None-Match (RFC 9110
+§13.1) and Idempotency-Key."""
 
 from __future__ import annotations
 
@@ -15,6 +15,14 @@ _ENTITY_TAG = r'(W/)?("[\x21\x23-\x7e\x80-\xff]*")'
 _ELEMENT = rf"[ \t]*(?:{_ENTITY_TAG}[ \t]*)?"
 # A comma-separated list that may hold empty elements (RFC 9110 §5.6.1).
 _ENTITY_TAG_LIST = re.compile(rf"{_ELEMENT}(?:,{_ELEMENT})*")
+
+
+def content_length(value: str) -> int | None:
+    """A Content-Length's number of bytes, or None when it is no number (RFC 9110 §8.6: 1*DIGIT,
+    ASCII digits only: Python's `isdigit` and `int` also take other scripts' digits)."""
+    if not (value.isascii() and value.isdigit()):
+        return None
+    return int(value)
 
 
 def _entity_tags(value: str) -> list[tuple[bool, str]] | None:

@@ -25,10 +25,10 @@ from tornado.web import RequestHandler
 
 from taskd import __version__, routes
 from taskd.auth import MAX_USER_ID, AuthMixin
+from taskd.client_stream import MAX_HEADER_BYTES
 from taskd.db.tasks import DEFAULT_SORT, SORTS
 from taskd.handlers.base import JSON_TYPE, MAX_BODY_BYTES, PROBLEM_TYPE, ApiHandler
 from taskd.handlers.docs import ASSETS
-from taskd.header_limit import MAX_HEADER_BYTES
 from taskd.headers import IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_MAX
 from taskd.listing import LIMIT_MAX, Q_MAX
 from taskd.logs import REQUEST_ID_HEADER
@@ -498,7 +498,7 @@ def _error_statuses(
 ) -> list[int]:
     """What the handler's class, the method and the path make this operation answer."""
     authenticated = issubclass(handler, AuthMixin)
-    # Any request can bring too many header bytes (taskd/header_limit.py).
+    # Any request can bring too many header bytes (taskd/client_stream.py).
     statuses = {*operation.errors, 431}
     if authenticated:
         statuses |= {401, 403, 503}

@@ -3,29 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import signal
 import socket
 from collections.abc import Callable
+from typing import cast
 
 from psycopg_pool import AsyncConnectionPool
+from tornado.http1connection import HTTP1ServerConnection
+from tornado.httputil import HTTPConnection, HTTPMessageDelegate
 from tornado.ioloop import PeriodicCallback
 from tornado.iostream import IOStream
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 
 from taskd.app import make_app
+from taskd.client_stream import MAX_HEADER_BYTES, ClientStream
 from taskd.config import Settings
 from taskd.db.pool import make_pool, open_pool
 from taskd.drain import DrainingHTTPServer
-from taskd.header_limit import MAX_HEADER_BYTES, HeaderLimitedStream
+from taskd.early_answers import HeldAnswer, HeldRequest
 from taskd.metrics import Metrics
 
 log = logging.getLogger("taskd")
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
-# Bodies are capped at 64 KiB by the handlers (413); past this, Tornado drops the connection.
+# Bodies are capped at 64 KiB by the handlers (413); past this, Tornado does not read them.
 MAX_STREAMED_BODY = 1024 * 1024
 # A connection is closed when its next request's headers have not all arrived this long after
 # it was opened or its last response went out (however steadily a slow client trickles them),
@@ -37,10 +42,24 @@ METRICS_REFRESH_MS = 1000
 
 
 class TaskdServer(DrainingHTTPServer):
-    """taskd's HTTP server: drains on stop, and answers an oversized header block with 431."""
+    """taskd's HTTP server: drains on stop, answers an oversized header block with 431, and
+    keeps a connection usable after an answer given before its request was read."""
 
     def handle_stream(self, stream: IOStream, address: tuple[object, ...]) -> None:
-        super().handle_stream(HeaderLimitedStream.taking_over(stream), address)
+        origins = self._app_settings.cors_origins
+        super().handle_stream(ClientStream.taking_over(stream, origins), address)
+
+    def start_request(
+        self, server_conn: object, request_conn: HTTPConnection
+    ) -> HTTPMessageDelegate:
+        answer = HeldAnswer(request_conn, cast(HTTP1ServerConnection, server_conn).stream)
+        return HeldRequest(super().start_request(server_conn, answer), answer)
+
+    @property
+    def _app_settings(self) -> Settings:
+        app = cast(Application, self.request_callback)
+        settings: Settings = app.settings["taskd"]
+        return settings
 
 
 def make_server(
@@ -59,8 +78,28 @@ def make_server(
     )
 
 
+class ListenError(Exception):
+    """The address cannot be listened on; the message says why, for the operator."""
+
+
 def listen(settings: Settings) -> list[socket.socket]:
-    return bind_sockets(settings.port, settings.host, reuse_port=settings.workers > 1)
+    """The listening sockets for API_HOST:API_PORT. With several workers they let the workers
+    bind beside them (SO_REUSEPORT), and so would let any process bind beside them that asks for
+    the same, such as an old generation of taskd still serving: first make sure nobody listens
+    there, with sockets that share the port with no one."""
+    address = f"{settings.host}:{settings.port}"
+    try:
+        if settings.port != 0:
+            for probe in bind_sockets(settings.port, settings.host):
+                probe.close()
+        return bind_sockets(settings.port, settings.host, reuse_port=settings.workers > 1)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise ListenError(
+                f"{address} is already in use: is an older taskd still serving there? "
+                "Stop it first (or choose another API_PORT)"
+            ) from None
+        raise ListenError(f"cannot listen on {address}: {error.strerror or error}") from None
 
 
 def listen_beside(sockets: list[socket.socket]) -> list[socket.socket]:

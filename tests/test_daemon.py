@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import SECRET, make_token
-from live import START_TIMEOUT, STOP_TIMEOUT, Process, free_port, request
+from live import START_TIMEOUT, STOP_TIMEOUT, Process, free_port, request, taskd
 
 WORKER_SERVES = re.compile(r"worker \d+ \(pid (\d+)\) serves")
 IN_FLIGHT = re.compile(r"^taskd_http_requests_in_flight (\S+)$", re.MULTILINE)
@@ -336,3 +336,160 @@ def test_sigterm_lets_every_request_in_flight_finish(fresh_env, spawn, notify_so
 
     assert server.popen.wait(timeout=STOP_TIMEOUT) == 0, server.output()
     assert "cut off" not in server.output()
+
+
+class KeepAlive:
+    """A raw keep-alive connection, kept open between requests as a load balancer keeps its
+    connections to a backend."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=STOP_TIMEOUT)
+        self.file = self.sock.makefile("rb")
+
+    def send(self, data: bytes) -> bool:
+        try:
+            self.sock.sendall(data)
+        except OSError:  # closed by the drain already
+            return False
+        return True
+
+    def response(self) -> tuple[int, dict[str, str], bytes] | None:
+        """The next response, whole; None when the connection closed before one began."""
+        try:
+            status_line = self.file.readline()
+        except ConnectionResetError:
+            return None
+        if not status_line:
+            return None
+        headers = {}
+        while (line := self.file.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = self.file.read(int(headers.get("content-length", "0")))
+        assert len(body) == int(headers.get("content-length", "0")), "a response cut short"
+        return int(status_line.split()[1]), headers, body
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+DRAIN_ROUNDS = 10
+IDLE_CONNECTIONS = 20
+# The writes go out one by one over the drain's first milliseconds, so that some arrive while
+# it deals with the idle connections, whenever that is.
+WRITE_INTERVAL = 0.0005
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_drain_cuts_off_no_request_that_arrives_on_an_idle_keep_alive_connection(
+    fresh_env, spawn, notify_socket, workers
+):
+    """10 stops per worker count, each with 20 idle keep-alive connections that send a write in
+    the first milliseconds after SIGTERM: each write is answered in full (with Connection:
+    close) or not started at all, and no drain says it cut anything off."""
+    user = 13
+    token = make_token(user)
+    answered = not_started = 0
+    for round_ in range(DRAIN_ROUNDS):
+        server = start_daemon(spawn, fresh_env, notify_socket, TASKD_WORKERS=workers)
+        assert notify_socket.receive() == ["READY=1"]
+        clients = [KeepAlive(server.port) for _ in range(IDLE_CONNECTIONS)]
+        for client in clients:
+            assert client.send(b"GET /healthz HTTP/1.1\r\nHost: taskd\r\n\r\n")
+            response = client.response()
+            assert response is not None and response[0] == 200
+
+        titles = [f"round {round_} write {n}" for n in range(IDLE_CONNECTIONS)]
+        server.popen.send_signal(signal.SIGTERM)
+        for client, title in zip(clients, titles, strict=True):
+            body = json.dumps({"title": title}).encode()
+            client.send(
+                f"POST /api/{user}/tasks HTTP/1.1\r\nHost: taskd\r\n"
+                f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            time.sleep(WRITE_INTERVAL)
+        created = set()
+        for client in clients:
+            response = client.response()
+            client.close()
+            if response is None:
+                not_started += 1
+                continue
+            status, headers, body = response
+            assert (status, headers.get("connection")) == (201, "close"), body
+            created.add(json.loads(body)["title"])
+            answered += 1
+        assert server.popen.wait(timeout=STOP_TIMEOUT) == 0, server.output()
+        assert notify_socket.receive(STOP_TIMEOUT) == ["STOPPING=1"]
+        assert "cut off" not in server.output()
+
+        with psycopg.connect(fresh_env["DATABASE_URL"]) as conn:
+            rows = conn.execute(
+                "SELECT title FROM tasks WHERE user_id = %s AND title LIKE %s",
+                [user, f"round {round_} %"],
+            ).fetchall()
+        assert {title for (title,) in rows} == created, "a write committed without an answer"
+    assert answered + not_started == DRAIN_ROUNDS * IDLE_CONNECTIONS
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie waiting for whoever adopted it to reap it does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_workers_stop_when_their_supervisor_is_killed(fresh_env, spawn, notify_socket):
+    """kill -9 leaves the supervisor no chance to forward anything: its workers stop by
+    themselves, within about a second, and the port is free for the next generation."""
+    server = start_daemon(spawn, fresh_env, notify_socket, TASKD_WORKERS="2")
+    assert notify_socket.receive() == ["READY=1"]
+    pids = wait_for_workers(server, 2)
+    idle = KeepAlive(server.port)
+    assert idle.send(b"GET /healthz HTTP/1.1\r\nHost: taskd\r\n\r\n")
+    assert idle.response() is not None
+
+    server.popen.kill()
+    server.popen.wait(timeout=STOP_TIMEOUT)
+    started = time.monotonic()
+    try:
+        wait_until(lambda: not any(running(pid) for pid in pids), timeout=2, what="the workers")
+        assert connection_refused(server.port)
+        assert idle.response() is None  # its connection was closed, not left to an orphan
+        idle.close()
+        stopped_after = time.monotonic() - started
+        assert stopped_after < 2, stopped_after
+    finally:
+        for pid in pids:  # orphans would keep the port and the database busy
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
+
+    successor = spawn(
+        "serve", "--migrate", env={**fresh_env, "API_PORT": str(server.port), "TASKD_WORKERS": "2"}
+    )
+    assert request("GET", f"{successor.base_url()}/healthz")[0] == 200
+
+
+def test_serve_refuses_to_bind_beside_a_generation_still_serving(
+    fresh_env, spawn, notify_socket, workdir
+):
+    """SO_REUSEPORT would let a second taskd bind the port its old generation still serves, and
+    both would answer: the second one says so and exits 1 instead."""
+    server = start_daemon(spawn, fresh_env, notify_socket, TASKD_WORKERS="2")
+    assert notify_socket.receive() == ["READY=1"]
+    for workers in ("2", "1"):
+        env = {**fresh_env, "API_PORT": str(server.port), "TASKD_WORKERS": workers}
+        second = taskd("serve", env=env, cwd=workdir, timeout=STOP_TIMEOUT)
+        assert second.returncode == 1, second.stderr
+        assert second.stderr.splitlines()[-1] == (
+            f"taskd: error: 127.0.0.1:{server.port} is already in use: is an older taskd still"
+            " serving there? Stop it first (or choose another API_PORT)"
+        )
+    assert request("GET", f"{server.base_url}/healthz")[0] == 200
+    server.popen.send_signal(signal.SIGTERM)
+    assert server.popen.wait(timeout=STOP_TIMEOUT) == 0, server.output()

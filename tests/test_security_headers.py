@@ -1,20 +1,26 @@
 """Security headers on every response, whichever route and status: `X-Content-Type-Options:
 nosniff`, no `Server` banner, `Cache-Control: no-store` (everything but the documentation's
 static assets), and CORS headers only for an origin CORS_ORIGINS lists, never for another one and
-not at all when CORS_ORIGINS is unset."""
+not at all when CORS_ORIGINS is unset; never `Access-Control-Allow-Credentials` (taskd is
+bearer-only). The 431, answered before any handler, has them too."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import pytest
 from conftest import OneConnectionPool, make_token, new_user_id
 from tornado.httpclient import HTTPResponse
+from tornado.testing import bind_unused_port
 
 from taskd.app import make_app
+from taskd.client_stream import MAX_HEADER_BYTES
 from taskd.config import Settings
+from taskd.server import make_server
 
 ORIGIN = "https://app.example"
 OTHER_ORIGIN = "https://evil.example"
@@ -158,6 +164,10 @@ async def test_cors_headers_only_for_a_configured_origin(api, user_id, cors_orig
         assert "Access-Control-Allow-Credentials" not in allowed.headers
         if call.method == "OPTIONS":
             assert "POST" in allowed.headers["Access-Control-Allow-Methods"]
+            # Every request header the README invites a page to send may be sent.
+            requestable = allowed.headers["Access-Control-Allow-Headers"].split(", ")
+            assert {"Authorization", "Content-Type", "X-Request-ID"} <= set(requestable)
+            assert {"If-Match", "If-None-Match", "Idempotency-Key"} <= set(requestable)
     else:
         assert cors_headers(allowed) == {}
         assert "Vary" not in allowed.headers
@@ -194,3 +204,61 @@ async def test_tornados_own_400_for_a_malformed_request_has_no_server_banner(
     finally:
         writer.close()
     assert answer == b"HTTP/1.1 400 Bad Request\r\n\r\n"
+
+
+@pytest.fixture
+def taskd_port(io_loop: Any, app: Any) -> Iterator[int]:
+    """taskd's own server (the 431 is its, not the app's) for `app`, on a free port."""
+    server = make_server(app)
+    sock, port = bind_unused_port()
+    server.add_sockets([sock])
+    yield port
+    server.stop()
+    io_loop.run_sync(server.close_all_connections)
+
+
+async def raw_exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """One request on a raw connection; the answer's status, headers and body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines)
+    return int(status_line.split()[1]), headers, body
+
+
+@WITH_AND_WITHOUT_CORS
+@pytest.mark.parametrize("origin", [ORIGIN, OTHER_ORIGIN])
+@pytest.mark.parametrize(
+    "where", ["first", "after the limit"], ids=["Origin first", "Origin past the limit"]
+)
+async def test_a_431_has_the_cors_headers_of_a_configured_origin(
+    taskd_port, cors_origins, origin, where
+):
+    """A script that sent too many header bytes reads its problem+json instead of a network
+    error: the 431 carries the CORS headers, also when Origin comes far past the 32 KiB that
+    made it a 431 (past what taskd had read by then)."""
+    padding = f"X-Padding: {'p' * 8 * MAX_HEADER_BYTES}\r\n"
+    origin_line = f"Origin: {origin}\r\n"
+    fields = origin_line + padding if where == "first" else padding + origin_line
+    request = f"GET /api/1/tasks HTTP/1.1\r\nHost: taskd\r\n{fields}\r\n".encode()
+    status, headers, body = await raw_exchange(taskd_port, request)
+    assert status == 431
+    assert orjson.loads(body)["status"] == 431
+    assert headers["Connection"] == "close"
+    cors = {name: value for name, value in headers.items() if name.startswith("Access-Control-")}
+    if cors_origins and origin == ORIGIN:
+        assert cors == {
+            "Access-Control-Allow-Origin": ORIGIN,
+            "Access-Control-Expose-Headers": (
+                "ETag, Location, Link, Retry-After, WWW-Authenticate, X-Request-ID"
+            ),
+        }
+    else:
+        assert cors == {}
+    assert ("Vary" in headers) == bool(cors_origins)

@@ -26,8 +26,8 @@ from test_jwks import jwks_server as jwks_server  # the fixture
 
 from taskd.app import make_app
 from taskd.auth import MAX_TOKEN_LENGTH
+from taskd.client_stream import MAX_HEADER_BYTES
 from taskd.config import Settings
-from taskd.header_limit import MAX_HEADER_BYTES
 from taskd.jwks import JwksCache
 
 # A token refused for its size is refused before any parsing: this is ample on a busy machine.

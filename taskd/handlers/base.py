@@ -11,12 +11,13 @@ import orjson
 from psycopg_pool import AsyncConnectionPool
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
-from taskd import logs
+from taskd import cors, logs
 from taskd.auth import AuthMixin, TokenVerifier
 from taskd.config import Settings
 from taskd.db.pool import connection
 from taskd.db.users import provision_user
 from taskd.errors import ApiError, problem
+from taskd.headers import content_length
 from taskd.models import ModelT, parse_body
 
 log = logging.getLogger("taskd")
@@ -25,8 +26,6 @@ MAX_BODY_BYTES = 64 * 1024
 LARGE_RESPONSE_BYTES = 64 * 1024
 JSON_TYPE = "application/json"
 PROBLEM_TYPE = "application/problem+json"
-CORS_REQUEST_HEADERS = "Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key"
-CORS_EXPOSED_HEADERS = "ETag, Location, Link, Retry-After, WWW-Authenticate, X-Request-ID"
 # Users already provisioned by this process; forgotten wholesale when it grows past the bound.
 KNOWN_USERS_MAX = 100_000
 
@@ -57,13 +56,9 @@ class BaseHandler(RequestHandler):
         self.set_header(logs.REQUEST_ID_HEADER, self.request_id)
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Cache-Control", "no-store")
-        origins = self.taskd_settings.cors_origins
-        if origins:
-            self.set_header("Vary", "Origin")
-            origin = self.request.headers.get("Origin")
-            if origin and (origin in origins or "*" in origins):
-                self.set_header("Access-Control-Allow-Origin", origin)
-                self.set_header("Access-Control-Expose-Headers", CORS_EXPOSED_HEADERS)
+        origin = self.request.headers.get("Origin")
+        for name, value in cors.response_headers(origin, self.taskd_settings.cors_origins).items():
+            self.set_header(name, value)
 
     def decode_argument(self, value: bytes, name: str | None = None) -> str:
         # A path segment that is not UTF-8 is simply not a valid id: 403/404, never Tornado's 400.
@@ -77,7 +72,7 @@ class BaseHandler(RequestHandler):
             "Access-Control-Request-Method"
         ):
             self.set_header("Access-Control-Allow-Methods", allowed)
-            self.set_header("Access-Control-Allow-Headers", CORS_REQUEST_HEADERS)
+            self.set_header("Access-Control-Allow-Headers", cors.REQUEST_HEADERS)
             self.set_header("Access-Control-Max-Age", "600")
         self.set_status(204)
         self.finish()
@@ -175,10 +170,12 @@ class ApiHandler(AuthMixin, BaseHandler):
         await self._provision(user_id)
 
     def _check_body_headers(self) -> None:
-        length = self.request.headers.get("Content-Length", "")
-        if length.isdigit() and int(length) > MAX_BODY_BYTES:
+        length = content_length(self.request.headers.get("Content-Length", "0"))
+        if length is None:
+            raise ApiError(400, "The Content-Length header must be a number of bytes.")
+        if length > MAX_BODY_BYTES:
             raise ApiError(413, f"The body must be at most {MAX_BODY_BYTES} bytes.")
-        has_body = length not in ("", "0") or "Transfer-Encoding" in self.request.headers
+        has_body = length > 0 or "Transfer-Encoding" in self.request.headers
         media_type = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if (has_body or self.request.method != "PATCH") and media_type != JSON_TYPE:
             raise ApiError(415, "The body must be application/json.")
