@@ -8,6 +8,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import psycopg
+from conftest import connect
 from tornado.httpclient import HTTPResponse
 
 LOCK_WAITERS = (
@@ -17,7 +18,8 @@ LOCK_WAITERS = (
 
 
 async def wait_for_lock_waiters(database_url: str, count: int, timeout: float = 10) -> None:
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+    # Polling runs one query many times: conftest's connection does not prepare it behind PgBouncer.
+    async with await connect(database_url) as conn:
         deadline = time.monotonic() + timeout
         while True:
             cursor = await conn.execute(LOCK_WAITERS)
