@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SOURCES := setup.py $(shell find taskd sql migrations -type f -not -path '*/__pycache__/*')
 export TASKD_DATA_DIR ?= $(CURDIR)/.taskd
 
-.PHONY: run test test-pgbouncer lint typecheck check check-install check-unit clean bench bench-compare fuzz
+.PHONY: run test test-text-ids test-pgbouncer lint typecheck check check-install check-unit check-better-auth check-clients clean bench bench-compare fuzz
 
 # A non-editable install, so the tests exercise exactly what `pip install .` ships.
 $(STAMP): $(SOURCES)
@@ -19,6 +19,13 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest tests
+
+# The API tests again on a database of text user ids (Better Auth's default ids, README:
+# Configuration); the rest of the suite does not depend on the kind of ids.
+TEXT_IDS_TESTS := $(patsubst %,tests/test_%.py,tasks_api isolation idempotency changes \
+	page_cache conditional listing data_layer auth openapi)
+test-text-ids: $(STAMP)
+	TASKD_TEST_USER_IDS=text $(BIN)/pytest $(TEXT_IDS_TESTS)
 
 # The suite again with the app behind PgBouncer in transaction mode (Debian's pgbouncer), on the
 # server TASKD_TEST_DATABASE_URL names (default postgresql://postgres@127.0.0.1:5432/postgres).
@@ -41,9 +48,21 @@ fuzz: $(STAMP)
 check-install:
 	PYTHON="$(PYTHON)" bash tests/check_install.sh
 
+# Clients generated from a live taskd's /openapi.json (openapi-typescript + openapi-fetch,
+# @hey-api/openapi-ts, openapi-python-client): `tsc --strict` and `mypy --strict` clean, and a
+# typed flow each against that server. Installs its npm and PyPI pins under tests/clients/.
+check-clients: $(STAMP)
+	PYTHON="$(PYTHON)" bash tests/check_clients.sh
+
 # taskd.service: `systemd-analyze verify` clean, `systemd-analyze security` exposure <= 2.5.
 check-unit: $(STAMP)
 	TASKD="$(CURDIR)/$(BIN)/taskd" bash tests/check_unit.sh
+
+# The real Better Auth (npm, pinned in tests/better_auth/package-lock.json) in both of its id
+# configurations signs users in and drives taskd with their JWTs. Needs Node.js 20+ and npm.
+check-better-auth: $(STAMP)
+	cd tests/better_auth && CI=true npm ci --no-audit --no-fund --loglevel=error </dev/null
+	$(BIN)/pytest tests/better_auth
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

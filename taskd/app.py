@@ -32,6 +32,7 @@ def make_verifier(settings: Settings, jwks: JwksCache | None = None) -> TokenVer
         leeway=settings.jwt_leeway,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
+        user_ids=settings.user_ids,
     )
 
 
@@ -84,5 +85,5 @@ def make_app(
         page_cache=PageCache(settings.list_cache_mb * 1024 * 1024),
         metrics=metrics,
         readiness=Readiness(pool, settings.database_url),
-        openapi=orjson.dumps(openapi.build(route_table)),
+        openapi=orjson.dumps(openapi.build(route_table, user_ids=settings.user_ids)),
     )

@@ -12,10 +12,10 @@ from tornado.httputil import HTTPServerRequest
 
 from taskd.errors import ApiError
 from taskd.jwks import ASYMMETRIC_ALGORITHMS, JwksCache
+from taskd.user_ids import DESCRIPTIONS, INTEGER, TEXT, UserId, parse_user_id
 
-MAX_USER_ID = 2**63 - 1
-_DECIMAL = re.compile(r"[0-9]{1,19}")
-_POSITIVE_DECIMAL = re.compile(r"[1-9][0-9]{0,18}")
+# An integer sub is written as Better Auth writes it: no sign, no leading zeros.
+_CANONICAL_DECIMAL = re.compile(r"[1-9][0-9]{0,18}")
 HS256 = "HS256"
 # Better Auth's tokens are well under 1 KiB; a longer one is refused before it is even decoded.
 MAX_TOKEN_LENGTH = 8 * 1024
@@ -23,14 +23,6 @@ MAX_TOKEN_LENGTH = 8 * 1024
 # each worker remembers the HS256 tokens it verified lately, for a minute at most.
 VERIFIED_TOKENS_MAX = 4096
 RECHECK_SECONDS = 60.0
-
-
-def parse_id(text: str) -> int | None:
-    """A positive 64-bit integer written in decimal digits, or None."""
-    if not _DECIMAL.fullmatch(text):
-        return None
-    number = int(text)
-    return number if 0 < number <= MAX_USER_ID else None
 
 
 class Unauthorized(ApiError):
@@ -76,7 +68,9 @@ class TokenVerifier:
         leeway: int = 30,
         issuer: str | None = None,
         audience: str | None = None,
+        user_ids: str = INTEGER,
     ) -> None:
+        self.user_ids = user_ids
         self._secret = secret.encode() if secret is not None else None
         self._jwks = jwks
         self._leeway = leeway
@@ -84,9 +78,9 @@ class TokenVerifier:
         self._audience = audience
         self._options: Any = {"require": ["exp", "sub"], "verify_aud": audience is not None}
         # Tokens verified lately: token -> (user id, time until which it may be trusted).
-        self._verified: dict[str, tuple[int, float]] = {}
+        self._verified: dict[str, tuple[UserId, float]] = {}
 
-    async def user_id(self, token: str) -> int:
+    async def user_id(self, token: str) -> UserId:
         """The user the token speaks for; Unauthorized when it is not a valid token, Unavailable
         when its keys cannot be fetched. An HS256 token never waits for I/O."""
         if len(token) > MAX_TOKEN_LENGTH:
@@ -110,7 +104,7 @@ class TokenVerifier:
         algorithm = str(header.get("alg"))
         key = await self._key(algorithm, header.get("kid"))
         claims = self._verify(token, key, algorithm)
-        user_id = _subject(claims)
+        user_id = _subject(claims, self.user_ids)
         # Only tokens of the secret are remembered: a JWKS key can be withdrawn at any refresh.
         if key is self._secret:
             if len(self._verified) >= VERIFIED_TOKENS_MAX:
@@ -149,12 +143,14 @@ class TokenVerifier:
         raise Unauthorized("The token's algorithm is not accepted.", token_sent=True)
 
 
-def _subject(claims: dict[str, Any]) -> int:
+def _subject(claims: dict[str, Any], user_ids: str) -> UserId:
     subject = claims["sub"]
-    valid = isinstance(subject, str) and _POSITIVE_DECIMAL.fullmatch(subject)
-    user_id = int(subject) if valid else 0
-    if not 0 < user_id <= MAX_USER_ID:
-        raise Unauthorized("The token's sub must be a positive 64-bit integer.", token_sent=True)
+    canonical = isinstance(subject, str) and (
+        user_ids == TEXT or _CANONICAL_DECIMAL.fullmatch(subject) is not None
+    )
+    user_id = parse_user_id(user_ids, subject) if canonical else None
+    if user_id is None:
+        raise Unauthorized(f"The token's sub must be {DESCRIPTIONS[user_ids]}.", token_sent=True)
     return user_id
 
 
@@ -171,7 +167,7 @@ def bearer_token(authorization: str | None) -> str:
 
 def issue_token(
     secret: str,
-    user_id: int,
+    user_id: UserId,
     ttl: int,
     *,
     now: float,
@@ -202,10 +198,12 @@ class AuthMixin:
     def token_verifier(self) -> TokenVerifier:
         raise NotImplementedError
 
-    async def authenticate(self) -> int:
+    async def authenticate(self) -> UserId:
         token = bearer_token(self.request.headers.get("Authorization"))
-        user_id = await self.token_verifier.user_id(token)
-        if parse_id(self.path_args[0]) != user_id:
+        verifier = self.token_verifier
+        user_id = await verifier.user_id(token)
+        # As integers (a URL's "007" is user 7), or as exact strings.
+        if parse_user_id(verifier.user_ids, self.path_args[0]) != user_id:
             raise ApiError(403, "The token does not grant access to this user's tasks.")
         self.current_user = user_id
         return user_id

@@ -14,8 +14,9 @@ import jwt
 from psycopg_pool import PoolTimeout
 
 from taskd import __version__, daemon, embedded, logs, metrics, migrate, server, smoke
-from taskd.auth import issue_token, parse_id
+from taskd.auth import issue_token
 from taskd.config import OPTIONS, ConfigError, Settings, load_settings
+from taskd.user_ids import DESCRIPTIONS, UserId, parse_user_id
 
 EXIT_CONFIG = 2
 DEV_TOKEN_USER = 1
@@ -26,9 +27,9 @@ log = logging.getLogger("taskd")
 # Which settings each command takes as flags (all of them are read from the environment).
 _COMMAND_OPTIONS = {
     "serve": [option.field for option in OPTIONS],
-    "migrate": ["database_url", "data_dir", "log_format"],
-    "token": ["secret", "database_url", "data_dir", "jwt_issuer", "jwt_audience"],
-    "smoke": ["secret", "database_url", "data_dir", "jwt_issuer", "jwt_audience"],
+    "migrate": ["database_url", "data_dir", "log_format", "user_ids"],
+    "token": ["secret", "database_url", "data_dir", "jwt_issuer", "jwt_audience", "user_ids"],
+    "smoke": ["secret", "database_url", "data_dir", "jwt_issuer", "jwt_audience", "user_ids"],
 }
 
 
@@ -49,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
         "--rollback", action="store_true", help="undo the most recently applied migration"
     )
     token = commands.add_parser("token", help="print a signed HS256 token for a user")
-    token.add_argument("--user-id", type=int, required=True, help="the token's sub")
+    token.add_argument("--user-id", required=True, help="the token's sub")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     smoke_cmd = commands.add_parser(
         "smoke", help="check a running taskd: every endpoint and the auth failures"
@@ -57,8 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     smoke_cmd.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8000")
     smoke_cmd.add_argument(
         "--user-id",
-        type=int,
-        help=f"the user to act as (default: the --token's sub, else {smoke.DEFAULT_USER_ID})",
+        help="the user to act as (default: the --token's sub, else one no account has)",
     )
     smoke_cmd.add_argument("--token", help="a token to use (default: one minted with the secret)")
     smoke_cmd.add_argument("--json", action="store_true", help="print one JSON report")
@@ -132,13 +132,14 @@ def _serve(settings: Settings, apply_migrations: bool) -> int:
     except Exception as error:
         raise CommandError(f"cannot reach the database: {error}") from None
     if todo and (apply_migrations or settings.embedded):
-        log.info("%s", _apply_migrations(database_url))
+        log.info("%s", _apply_migrations(database_url, settings.user_ids))
     elif todo:
         raise CommandError(
             f"{len(todo)} pending migration(s) ({', '.join(todo)}): "
             "run 'taskd migrate' or 'taskd serve --migrate'"
         )
     else:
+        migrate.check_user_ids(database_url, settings.user_ids)
         log.info("%s", migrate.summary([], 0))
     metrics.use_multiprocess_dir()
     try:
@@ -185,29 +186,39 @@ def _migrate(settings: Settings, rollback: bool) -> int:
             undone = migrate.rollback(database_url)
             print(f"rolled back {undone}" if undone else "nothing to roll back")
         else:
-            print(_apply_migrations(database_url))
+            print(_apply_migrations(database_url, settings.user_ids))
+    except ConfigError:
+        raise
     except Exception as error:
         raise CommandError(f"migration failed: {error}") from None
     return 0
 
 
-def _apply_migrations(database_url: str) -> str:
-    """Applies the pending migrations; returns the line that sums them up."""
+def _apply_migrations(database_url: str, user_ids: str) -> str:
+    """Applies the pending migrations, for a deployment of `user_ids`; returns the line that sums
+    them up."""
     started = time.monotonic()
-    applied = migrate.apply(database_url)
+    applied = migrate.apply(database_url, user_ids)
     return migrate.summary(applied, time.monotonic() - started)
 
 
-def _token(settings: Settings, user_id: int, ttl: int) -> int:
-    if not 0 < user_id < 2**63:
-        raise ConfigError("--user-id: must be a positive 64-bit integer")
+def _token(settings: Settings, user: str, ttl: int) -> int:
+    user_id = _user_id_option(settings, user)
     if ttl <= 0:
         raise ConfigError("--ttl: must be a positive number of seconds")
     print(_mint(settings, user_id, ttl))
     return 0
 
 
-def _mint(settings: Settings, user_id: int, ttl: int) -> str:
+def _user_id_option(settings: Settings, value: str) -> UserId:
+    """The --user-id of a command, a user id of the deployment's kind (TASKD_USER_IDS)."""
+    user_id = parse_user_id(settings.user_ids, value)
+    if user_id is None:
+        raise ConfigError(f"--user-id: must be {DESCRIPTIONS[settings.user_ids]}")
+    return user_id
+
+
+def _mint(settings: Settings, user_id: UserId, ttl: int) -> str:
     return issue_token(
         _secret(settings),
         user_id,
@@ -224,11 +235,11 @@ def _smoke(settings: Settings, args: argparse.Namespace) -> int:
     except ValueError as error:
         raise ConfigError(f"--url: {error}") from None
     if args.user_id is not None:
-        user_id = args.user_id
+        user_id = _user_id_option(settings, args.user_id)
+    elif args.token is not None:
+        user_id = _token_user(settings, args.token)
     else:
-        user_id = smoke.DEFAULT_USER_ID if args.token is None else _token_user(args.token)
-    if parse_id(str(user_id)) is None:
-        raise ConfigError("--user-id: must be a positive 64-bit integer")
+        user_id = smoke.DEFAULT_USER_IDS[settings.user_ids]
     token = args.token if args.token is not None else _mint(settings, user_id, smoke.TOKEN_TTL)
 
     def print_line(step: smoke.Step) -> None:
@@ -241,13 +252,13 @@ def _smoke(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if test.passed else 1
 
 
-def _token_user(token: str) -> int:
+def _token_user(settings: Settings, token: str) -> UserId:
     """The user a token speaks for, read without verifying it (the server will)."""
     try:
         subject = jwt.decode(token, options={"verify_signature": False}).get("sub")
     except jwt.InvalidTokenError:
         raise ConfigError("--token: not a JWT") from None
-    user_id = parse_id(str(subject))
+    user_id = parse_user_id(settings.user_ids, str(subject))
     if user_id is None:
         raise ConfigError("--token: its sub is no user id; give --user-id")
     return user_id

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from taskd.user_ids import INTEGER, KINDS
+
 
 class ConfigError(Exception):
     """A setting has a bad value; the message starts with the variable's name."""
@@ -239,6 +241,15 @@ OPTIONS: tuple[Option, ...] = (
         "Better Auth's JWKS (https://app.example.com/api/auth/jwks) for its asymmetric tokens",
     ),
     Option(
+        "user_ids",
+        "TASKD_USER_IDS",
+        "--user-ids",
+        INTEGER,
+        _one_of(*KINDS),
+        "integer or text (Better Auth's default ids): chosen when the database is first "
+        "migrated; must then agree with it",
+    ),
+    Option(
         "log_format",
         "TASKD_LOG_FORMAT",
         "--log-format",
@@ -276,6 +287,7 @@ class Settings:
     jwt_issuer: str | None
     jwt_audience: str | None
     jwks_url: str | None
+    user_ids: str
     log_format: str
     data_dir: str
 

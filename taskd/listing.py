@@ -11,10 +11,10 @@ from urllib.parse import urlencode
 
 import orjson
 
-from taskd.auth import parse_id
 from taskd.db.tasks import DEFAULT_SORT, SORTS
 from taskd.errors import ApiError, unprocessable
 from taskd.page_cache import SortValue
+from taskd.user_ids import parse_id
 
 LIMIT_MAX = 1000
 Q_MAX = 500

@@ -19,8 +19,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from taskd.auth import MAX_USER_ID
 from taskd.errors import ApiError
+from taskd.user_ids import MAX_ID
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -70,7 +70,9 @@ class _Body(BaseModel):
 
 class TaskCreate(_Body):
     title: Title = Field(description="1-500 characters after stripping surrounding whitespace")
-    description: Description = Field(default="", max_length=DESCRIPTION_MAX)
+    description: Description = Field(
+        default="", max_length=DESCRIPTION_MAX, description="Absent: the empty string"
+    )
 
     def fingerprint(self) -> bytes:
         """A digest of the validated body, so two bodies that ask for the same task (the title
@@ -113,7 +115,7 @@ class TaskCompletion(_Body):
     is_completed: StrictBool
 
 
-_ID = Field(ge=1, le=MAX_USER_ID, json_schema_extra={"format": "int64"})
+_ID = Field(ge=1, le=MAX_ID, json_schema_extra={"format": "int64"})
 _TIMESTAMP = Field(
     description="RFC 3339 UTC with microseconds: 2026-02-05T10:11:12.123456Z",
     json_schema_extra={"format": "date-time", "pattern": TIMESTAMP_PATTERN},

@@ -24,7 +24,7 @@ from pydantic_core import core_schema
 from tornado.web import RequestHandler
 
 from taskd import __version__, routes
-from taskd.auth import MAX_USER_ID, AuthMixin
+from taskd.auth import AuthMixin
 from taskd.client_stream import MAX_HEADER_BYTES
 from taskd.db.tasks import DEFAULT_SORT, SORTS
 from taskd.handlers.base import JSON_TYPE, MAX_BODY_BYTES, PROBLEM_TYPE, ApiHandler
@@ -41,6 +41,7 @@ from taskd.models import (
     TaskCreate,
     TaskUpdate,
 )
+from taskd.user_ids import INTEGER, MAX_ID, TEXT, TEXT_ID_MAX_LENGTH, TEXT_ID_PATTERN
 
 VERSION = "3.1.0"
 SCHEMAS = "#/components/schemas/"
@@ -49,7 +50,17 @@ PARAMETERS = "#/components/parameters/"
 MODELS = (Task, TaskCreate, TaskUpdate, TaskCompletion, TaskChanges, DeletedTask)
 # Methods every handler answers that are no operation of the API.
 NOT_OPERATIONS = {"OPTIONS", "HEAD"}
-ID_SCHEMA = {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_USER_ID}
+ID_SCHEMA = {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_ID}
+# A deployment's user ids (taskd/user_ids.py): its path parameter and Task.user_id say which.
+USER_ID_SCHEMAS = {
+    INTEGER: ID_SCHEMA,
+    TEXT: {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": TEXT_ID_MAX_LENGTH,
+        "pattern": TEXT_ID_PATTERN,
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,24 @@ def _parameter(name: str) -> dict[str, str]:
 
 
 STATUS = {"type": "object", "required": ["status"], "additionalProperties": False}
+# An object schema says what it may hold: a bare `{"type": "object"}` is the empty object to
+# openapi-typescript (`Record<string, never>`), so a client could read nothing from it.
+ANY_OBJECT = {"type": "object", "additionalProperties": True}
+DOCUMENT_SCHEMA = {
+    "type": "object",
+    "required": ["openapi", "info", "paths", "components"],
+    "properties": {
+        "openapi": {"type": "string", "enum": [VERSION]},
+        "info": {
+            **ANY_OBJECT,
+            "required": ["title", "version"],
+            "properties": {"title": {"type": "string"}, "version": {"type": "string"}},
+        },
+        "paths": ANY_OBJECT,
+        "components": ANY_OBJECT,
+    },
+    "additionalProperties": True,
+}
 ETAG = {"ETag": {"$ref": "#/components/headers/ETag"}}
 LIMIT = {
     "name": "limit",
@@ -109,7 +138,17 @@ LIST_PARAMETERS = (
         "name": "sort",
         "in": "query",
         "description": "The order; ties are broken by id.",
-        "schema": {"type": "string", "enum": list(SORTS), "default": DEFAULT_SORT},
+        "schema": {
+            "type": "string",
+            "enum": list(SORTS),
+            # Generated clients name enum members after their values, and `-title` has no
+            # name of its own (openapi-python-client makes it VALUE_5).
+            "x-enum-varnames": [
+                sort.removeprefix("-").upper() + ("_DESC" if sort.startswith("-") else "")
+                for sort in SORTS
+            ],
+            "default": DEFAULT_SORT,
+        },
     },
     LIMIT,
     {
@@ -270,7 +309,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "documentation",
         200,
         "The OpenAPI document.",
-        _json({"type": "object"}),
+        _json(DOCUMENT_SCHEMA),
     ),
     ("GET", "/docs"): Operation(
         "getDocs", "This document, rendered", "documentation", 200, "Swagger UI", _text("text/html")
@@ -386,15 +425,18 @@ ERROR_HEADERS = {
 
 class _BodySchema(GenerateJsonSchema):
     """taskd's bodies never take null (TaskUpdate refuses it): an optional field may be absent,
-    so its schema is the field's type alone, without `null` and without `default: null`."""
+    so its schema is the field's type alone, without `null` and without a `default`.
+
+    What the server assumes for an absent field is said in the field's description instead:
+    openapi-typescript (7, with its default `defaultNonNullable`) types a property that has a
+    `default` as always present, so a client could not leave it out."""
 
     def nullable_schema(self, schema: core_schema.NullableSchema) -> JsonSchemaValue:
         return self.generate_inner(schema["schema"])
 
     def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
         json_schema = super().default_schema(schema)
-        if schema.get("default", ...) is None:
-            json_schema.pop("default", None)
+        json_schema.pop("default", None)
         return json_schema
 
 
@@ -456,7 +498,7 @@ def _problem_schemas() -> dict[str, Any]:
     }
 
 
-def _components() -> dict[str, Any]:
+def _components(user_ids: str) -> dict[str, Any]:
     responses = {
         name: {
             "description": description,
@@ -465,8 +507,10 @@ def _components() -> dict[str, Any]:
         }
         for status, (name, description, schema) in ERRORS.items()
     }
+    schemas = _model_schemas()
+    schemas["Task"]["properties"]["user_id"] = USER_ID_SCHEMAS[user_ids]
     return {
-        "schemas": {**_model_schemas(), **_problem_schemas()},
+        "schemas": {**schemas, **_problem_schemas()},
         "responses": responses,
         "parameters": HEADER_PARAMETERS,
         "headers": {
@@ -512,7 +556,11 @@ def _error_statuses(
 
 
 def _operation(
-    operation: Operation, handler: type[RequestHandler], method: str, path: str
+    operation: Operation,
+    handler: type[RequestHandler],
+    method: str,
+    path: str,
+    path_parameters: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, Any]:
     success: dict[str, Any] = {
         "description": operation.description,
@@ -528,7 +576,7 @@ def _operation(
     for status in _error_statuses(operation, handler, method, path):
         responses[str(status)] = {"$ref": RESPONSES + ERRORS[status][0]}
     parameters = [
-        {"name": name, "in": "path", "required": True, **PATH_PARAMETERS[name]}
+        {"name": name, "in": "path", "required": True, **path_parameters[name]}
         for name in routes.parameters(path)
     ]
     described: dict[str, Any] = {
@@ -547,7 +595,14 @@ def _operation(
     return described
 
 
-def build(route_table: Sequence[tuple[str, type[RequestHandler]]]) -> dict[str, Any]:
+def build(
+    route_table: Sequence[tuple[str, type[RequestHandler]]], *, user_ids: str = INTEGER
+) -> dict[str, Any]:
+    """The document of a deployment whose user ids are of the kind `user_ids`."""
+    path_parameters = {
+        **PATH_PARAMETERS,
+        "user_id": {**PATH_PARAMETERS["user_id"], "schema": USER_ID_SCHEMAS[user_ids]},
+    }
     paths: dict[str, dict[str, Any]] = {}
     for pattern, handler in route_table:
         path = routes.template(pattern)
@@ -558,7 +613,7 @@ def build(route_table: Sequence[tuple[str, type[RequestHandler]]]) -> dict[str, 
             if operation is None:
                 raise ValueError(f"{method} {path} is not described in taskd.openapi.OPERATIONS")
             paths.setdefault(path, {})[method.lower()] = _operation(
-                operation, handler, method, path
+                operation, handler, method, path, path_parameters
             )
     described = {(method.upper(), path) for path, item in paths.items() for method in item}
     if stale := set(OPERATIONS) - described:
@@ -579,5 +634,5 @@ def build(route_table: Sequence[tuple[str, type[RequestHandler]]]) -> dict[str, 
             {"name": "documentation", "description": "This document (public)."},
         ],
         "paths": paths,
-        "components": _components(),
+        "components": _components(user_ids),
     }

@@ -19,11 +19,16 @@ from email.message import Message
 from typing import Any
 from urllib.parse import urlencode
 
-from taskd.auth import MAX_USER_ID, issue_token
+from taskd.auth import issue_token
+from taskd.user_ids import INTEGER, MAX_ID, TEXT, TEXT_ID_MAX_LENGTH, UserId
 
 TOKEN_TTL = 300
-# A user id no real account is given: the task the smoke test creates is nobody's.
-DEFAULT_USER_ID = MAX_USER_ID
+# User ids no real account is given, so the task the smoke test creates is nobody's: the
+# largest integer id, and a text id twice as long as Better Auth's.
+DEFAULT_USER_IDS: dict[str, UserId] = {
+    INTEGER: MAX_ID,
+    TEXT: "taskdSmokeTest".ljust(TEXT_ID_MAX_LENGTH, "0"),
+}
 
 
 @dataclass
@@ -81,7 +86,7 @@ class SmokeTest:
     def __init__(
         self,
         base_url: str,
-        user_id: int,
+        user_id: UserId,
         token: str,
         *,
         timeout: float = 10.0,
@@ -159,7 +164,7 @@ class SmokeTest:
     def run(self) -> bool:
         user = self.user_id
         tasks = f"/api/{user}/tasks"
-        other = user - 1 if user == MAX_USER_ID else user + 1
+        other = another_user(user)
         forged = issue_token(secrets.token_urlsafe(48), user, TOKEN_TTL, now=time.time())
 
         self.step("liveness", "GET", "/healthz", 200)
@@ -262,7 +267,14 @@ class SmokeTest:
         )
 
 
-def _check_created(response: Response, user: int, title: str) -> str:
+def another_user(user: UserId) -> UserId:
+    """A user id of the same kind that is not `user`."""
+    if isinstance(user, int):
+        return user - 1 if user == MAX_ID else user + 1
+    return user[:-1] + ("b" if user.endswith("a") else "a")
+
+
+def _check_created(response: Response, user: UserId, title: str) -> str:
     task = response.json()
     location = response.headers.get("Location")
     if location != f"/api/{user}/tasks/{task['id']}":

@@ -16,19 +16,7 @@ LIVE_NAME=check-install LIVE_PYTHON=$VENV/bin/python LIVE_TASKD=$VENV/bin/taskd 
 # shellcheck source=tests/live_taskd.sh
 source "$ROOT/tests/live_taskd.sh"
 
-cleanup() {
-    local status=$?
-    set +e
-    live_cleanup
-    rm -rf "$WORK"
-    if [[ $status -eq 0 ]]; then
-        echo "check-install: OK"
-    else
-        echo "check-install: FAILED (exit status $status)" >&2
-    fi
-    exit "$status"
-}
-trap cleanup EXIT
+trap live_exit EXIT
 
 echo "check-install: installing $ROOT into $VENV"
 "$PYTHON" -m venv "$VENV"

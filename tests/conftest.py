@@ -9,12 +9,17 @@ With `TASKD_TEST_PGBOUNCER_URL` (a PgBouncer in transaction mode in front of tha
 through PgBouncer: the app with its default settings (it turns prepared statements off itself
 when PgBouncer refuses one), the tests' own connections with prepared statements off; creating,
 migrating and dropping databases still goes straight to the server (see `through_pgbouncer`).
+
+With `TASKD_TEST_USER_IDS=text` the run's shared database is migrated for text user ids, the app
+is configured for them, and every fresh user (`user_id`, `new_user_id()`) has an id as Better
+Auth's default generator makes them (CI runs the API tests this way too: .ci/run).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import string
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,9 +38,15 @@ from taskd import migrate
 from taskd.app import make_app
 from taskd.config import Settings, load_settings
 from taskd.db.pool import make_pool, open_pool
+from taskd.user_ids import INTEGER, KINDS, TEXT, UserId
 
 SECRET = "test-secret-" + "x" * 32
 PGBOUNCER_URL = os.environ.get("TASKD_TEST_PGBOUNCER_URL")
+USER_IDS = os.environ.get("TASKD_TEST_USER_IDS", INTEGER)
+if USER_IDS not in KINDS:
+    raise pytest.UsageError(f"TASKD_TEST_USER_IDS: must be one of {', '.join(KINDS)}")
+# Better Auth's generateId(): 32 characters of a-z, A-Z and 0-9.
+BETTER_AUTH_ID_ALPHABET = string.ascii_letters + string.digits
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -44,15 +55,22 @@ def pytest_configure(config: pytest.Config) -> None:
         "direct_postgres(reason): leans on session state that a transaction pooler does not"
         " keep; skipped when the run goes through PgBouncer (TASKD_TEST_PGBOUNCER_URL)",
     )
+    config.addinivalue_line(
+        "markers",
+        "user_ids(kind): about the ids of one kind of deployment (integer or text); skipped in a"
+        " run of the other kind (TASKD_TEST_USER_IDS)",
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if not PGBOUNCER_URL:
-        return
     for item in items:
-        marker = item.get_closest_marker("direct_postgres")
-        if marker:
-            item.add_marker(pytest.mark.skip(reason=f"not through PgBouncer: {marker.args[0]}"))
+        pooled = PGBOUNCER_URL and item.get_closest_marker("direct_postgres")
+        if pooled:
+            item.add_marker(pytest.mark.skip(reason=f"not through PgBouncer: {pooled.args[0]}"))
+        kind = item.get_closest_marker("user_ids")
+        if kind and kind.args[0] != USER_IDS:
+            reason = f"about {kind.args[0]} user ids, and this run has {USER_IDS} ids"
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def _server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -126,7 +144,7 @@ def create_database(server_url: str) -> Iterator[Any]:
 def database_url(create_database: Any) -> str:
     """The migrated database shared by this run's API tests (each test uses fresh users)."""
     url: str = create_database()
-    migrate.apply(url)
+    migrate.apply(url, USER_IDS)
     return through_pgbouncer(url)
 
 
@@ -147,6 +165,7 @@ def settings(database_url: str) -> Settings:
             "DATABASE_URL": database_url,
             "BETTER_AUTH_SECRET": SECRET,
             "TASKD_POOL_MAX": "4",
+            "TASKD_USER_IDS": USER_IDS,
         }
     )
 
@@ -180,12 +199,20 @@ def make_token(user_id: int | str, *, secret: str = SECRET, ttl: int = 300, **cl
     return jwt.encode({k: v for k, v in payload.items() if v is not None}, secret, "HS256")
 
 
-def new_user_id() -> int:
+def new_user_id() -> Any:
+    """A user id of the run's kind (TASKD_TEST_USER_IDS), int or str (Any: tests do int
+    arithmetic on the integer ones)."""
+    if USER_IDS == TEXT:
+        return new_text_user_id()
     return secrets.randbelow(2**62) + 1
 
 
+def new_text_user_id() -> str:
+    return "".join(secrets.choice(BETTER_AUTH_ID_ALPHABET) for _ in range(32))
+
+
 @pytest.fixture
-def user_id() -> int:
+def user_id() -> Any:
     """A user no other test has seen, so tests need no cleanup between them."""
     return new_user_id()
 
@@ -201,7 +228,7 @@ class Api:
         method: str,
         path: str,
         *,
-        user: int | None = None,
+        user: UserId | None = None,
         token: str | None = None,
         json: Any = None,
         body: bytes | str | None = None,
@@ -228,7 +255,7 @@ class Api:
         )
         return response
 
-    async def create(self, user: int, title: str = "a task", **fields: Any) -> dict[str, Any]:
+    async def create(self, user: UserId, title: str = "a task", **fields: Any) -> dict[str, Any]:
         response = await self.request(
             "POST", f"/api/{user}/tasks", user=user, json={"title": title, **fields}
         )
@@ -291,4 +318,5 @@ def external_env(environ: dict[str, str], database_url: str) -> dict[str, str]:
         **environ,
         "DATABASE_URL": database_url,
         "BETTER_AUTH_SECRET": SECRET,
+        "TASKD_USER_IDS": USER_IDS,
     }

@@ -1,8 +1,9 @@
-# Sourced by tests/check_install.sh and tests/fuzz.sh: a fresh database on the PostgreSQL server
-# that TASKD_TEST_DATABASE_URL names (default postgresql://postgres@127.0.0.1:5432/postgres), a
-# `taskd serve` on it, and their removal. The caller sets LIVE_NAME (for messages), LIVE_PYTHON
-# (a python with psycopg), LIVE_TASKD (the taskd command) and LIVE_WORK (a scratch directory),
-# and calls live_cleanup from its EXIT trap.
+# Sourced by tests/check_install.sh, tests/check_clients.sh and tests/fuzz.sh: a fresh database
+# on the PostgreSQL server that TASKD_TEST_DATABASE_URL names (default
+# postgresql://postgres@127.0.0.1:5432/postgres), a `taskd serve` on it, and their removal. The
+# caller sets LIVE_NAME (for messages), LIVE_PYTHON (a python with psycopg), LIVE_TASKD (the taskd
+# command) and LIVE_WORK (a scratch directory), and calls live_cleanup from its EXIT trap (or
+# makes live_exit its EXIT trap).
 
 SERVER_URL=${TASKD_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
 DATABASE=taskd_${LIVE_NAME//-/_}_$$_$RANDOM
@@ -73,4 +74,18 @@ live_cleanup() {
         admin_sql "DROP DATABASE IF EXISTS $DATABASE WITH (FORCE)" ||
             echo "$LIVE_NAME: could not drop database $DATABASE" >&2
     fi
+}
+
+# An EXIT trap: live_cleanup, LIVE_WORK removed, and a last line that says how the check ended.
+live_exit() {
+    local status=$?
+    set +e
+    live_cleanup
+    rm -rf "$LIVE_WORK"
+    if [[ $status -eq 0 ]]; then
+        echo "$LIVE_NAME: OK"
+    else
+        echo "$LIVE_NAME: FAILED (exit status $status)" >&2
+    fi
+    exit "$status"
 }

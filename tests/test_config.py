@@ -26,6 +26,7 @@ def test_defaults():
     assert settings.database_url is None
     assert settings.embedded is True
     assert settings.secret is None
+    assert settings.user_ids == "integer"
 
 
 def test_the_environment_sets_every_value():
@@ -42,6 +43,7 @@ def test_the_environment_sets_every_value():
             "TASKD_JWT_LEEWAY": "5",
             "TASKD_JWT_ISSUER": "https://auth.example",
             "TASKD_JWT_AUDIENCE": "taskd",
+            "TASKD_USER_IDS": "text",
         }
     )
     assert settings.database_url == "postgresql://taskd@db.example/taskd"
@@ -56,6 +58,7 @@ def test_the_environment_sets_every_value():
     assert settings.jwt_leeway == 5
     assert settings.jwt_issuer == "https://auth.example"
     assert settings.jwt_audience == "taskd"
+    assert settings.user_ids == "text"
 
 
 def test_overrides_beat_the_environment():
@@ -94,6 +97,8 @@ def test_an_override_is_validated_like_the_environment():
         ("TASKD_DB_TIMEOUT", "-1"),
         ("TASKD_DB_TIMEOUT", "0"),
         ("TASKD_DB_TIMEOUT", "nan"),
+        ("TASKD_USER_IDS", "uuid"),
+        ("TASKD_USER_IDS", "integers"),
     ],
 )
 def test_a_bad_value_is_a_one_line_error_naming_the_variable(variable, value):

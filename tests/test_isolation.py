@@ -158,7 +158,7 @@ async def test_a_body_naming_user_id_or_id_is_422_and_moves_nothing(
 
     values = {"owner": owner, "task": task["id"]}
     json = {
-        name: int(value.format(**values)) if name in ("user_id", "id") else value
+        name: values[value.strip("{}")] if name in ("user_id", "id") else value
         for name, value in fields.items()
     }
     path = f"/api/{user_id}/tasks" + (f"/{own['id']}" if on_own_task else "")

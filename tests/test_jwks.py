@@ -320,7 +320,7 @@ async def test_a_token_of_an_algorithm_better_auth_does_not_use_is_401(api, user
         lambda: {"exp": int(time.time()) - 120},
         lambda: {"exp": None},
         lambda: {"nbf": int(time.time()) + 120},
-        lambda: {"sub": "0"},
+        lambda: {"sub": "-1"},  # a user id of neither kind
     ],
     ids=["expired", "no exp", "not yet valid", "sub not a user id"],
 )

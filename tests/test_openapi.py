@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
-from conftest import OneConnectionPool, body, make_token
+from conftest import OneConnectionPool, body, make_token, new_user_id
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import OpenAPIV30SpecValidator, OpenAPIV31SpecValidator, validate
 from referencing import Registry, Resource
@@ -231,6 +232,64 @@ def test_optional_update_fields_may_be_absent_but_never_null(document):
     assert schema["properties"]["description"]["pattern"] == NO_NUL_PATTERN
 
 
+def schemas_in(node: Any, where: str = "#") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every schema in `node` (an object with a `type`), with its JSON pointer."""
+    if isinstance(node, dict):
+        if isinstance(node.get("type"), str):
+            yield where, node
+        for key, value in node.items():
+            yield from schemas_in(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from schemas_in(value, f"{where}/{index}")
+
+
+def test_fields_a_body_may_leave_out_have_no_default(document, checker):
+    # openapi-typescript 7 (its default defaultNonNullable) types a property with a `default` as
+    # always present, so `{"title": ...}` would not type-check: the default is told in words.
+    bodies = [
+        checker.resolve(operation["requestBody"]["content"]["application/json"]["schema"])
+        for item in document["paths"].values()
+        for operation in item.values()
+        if "requestBody" in operation
+    ]
+    assert len(bodies) == 3
+    for schema in bodies:
+        assert [where for where, field in schemas_in(schema) if "default" in field] == []
+    create = document["components"]["schemas"]["TaskCreate"]
+    assert create["required"] == ["title"]
+    assert create["properties"]["description"]["description"] == "Absent: the empty string"
+    assert TaskCreate.model_validate({"title": "t"}).description == ""
+
+
+def test_every_object_schema_says_what_it_may_hold(document):
+    # A bare {"type": "object"} is the empty object to openapi-typescript (Record<string, never>).
+    bare = [
+        where
+        for where, schema in schemas_in(document)
+        if schema["type"] == "object" and not {"properties", "additionalProperties"} & set(schema)
+    ]
+    assert bare == []
+    served = document["paths"]["/openapi.json"]["get"]["responses"]["200"]["content"]
+    schema = served["application/json"]["schema"]
+    assert schema["required"] == ["openapi", "info", "paths", "components"]
+    assert schema["additionalProperties"] is True
+
+
+def test_sort_values_have_names_a_generated_client_can_use(document):
+    # openapi-python-client names `-title` VALUE_5 unless the document names it.
+    parameters = {p["name"]: p for p in document["paths"][TASKS]["get"]["parameters"]}
+    sort = parameters["sort"]["schema"]
+    assert dict(zip(sort["enum"], sort["x-enum-varnames"], strict=True)) == {
+        "created_at": "CREATED_AT",
+        "-created_at": "CREATED_AT_DESC",
+        "updated_at": "UPDATED_AT",
+        "-updated_at": "UPDATED_AT_DESC",
+        "title": "TITLE",
+        "-title": "TITLE_DESC",
+    }
+
+
 async def test_real_api_responses_match_the_document(api, user_id, checker):
     tasks = f"/api/{user_id}/tasks"
 
@@ -258,7 +317,7 @@ async def test_real_api_responses_match_the_document(api, user_id, checker):
         ("PATCH", COMPLETE, item + "/complete", {"json": {"is_completed": "no"}}),  # 422
         ("GET", TASKS, tasks, {"user": None}),  # 401: no token
         ("GET", TASKS, tasks, {"token": wrong_secret}),  # 401: refused token
-        ("GET", TASKS, f"/api/{user_id + 1}/tasks", {}),  # 403
+        ("GET", TASKS, f"/api/{new_user_id()}/tasks", {}),  # 403
         ("GET", TASK, f"{tasks}/999999999999", {}),  # 404
         ("PUT", TASK, f"{tasks}/abc", {"json": {"title": "x"}}),  # 404
         ("POST", TASKS, tasks, {"body": b"x" * (64 * 1024 + 1), "headers": JSON_HEADERS}),

@@ -10,13 +10,13 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import make_token, new_user_id
+from conftest import USER_IDS, make_token, new_user_id
 from live import free_port, taskd
 
-from taskd.smoke import DEFAULT_USER_ID
+from taskd.smoke import DEFAULT_USER_IDS, another_user
 
 
-def expected_lines(user: int) -> list[str]:
+def expected_lines(user: int | str) -> list[str]:
     """Patterns of the 12 step lines, in order: every endpoint, and 401/401/403/404."""
     tasks = f"/api/{user}/tasks"
     item = tasks + r"/\d+"
@@ -25,7 +25,7 @@ def expected_lines(user: int) -> list[str]:
         r"PASS  readiness: GET /readyz -> 200",
         rf"PASS  a request without a token is refused: GET {tasks} -> 401",
         rf"PASS  a forged token is refused: GET {tasks} -> 401",
-        rf"PASS  another user's tasks are forbidden: GET /api/{user - 1}/tasks -> 403",
+        rf"PASS  another user's tasks are forbidden: GET /api/{another_user(user)}/tasks -> 403",
         rf"PASS  create a task: POST {tasks} -> 201",
         rf"PASS  list finds it: GET {tasks}\?q=taskd\+smoke\+\w+ -> 200",
         rf"PASS  get it: GET {item} -> 200",
@@ -58,7 +58,7 @@ def step_lines(stdout: str) -> tuple[list[str], str]:
 def test_smoke_passes_every_step_and_leaves_nothing_behind(
     server, external_env, workdir: Path
 ) -> None:
-    user = DEFAULT_USER_ID
+    user = DEFAULT_USER_IDS[USER_IDS]
     before = tasks_of(external_env["DATABASE_URL"], user)
     result = taskd("smoke", "--url", server, env=external_env, cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -90,9 +90,11 @@ def test_smoke_json_report(server, external_env, workdir: Path) -> None:
 
 
 def test_smoke_takes_a_token_and_its_user(server, environ, workdir: Path) -> None:
-    # No secret and no database configured: the token is all the smoke test needs.
+    # No secret and no database configured: the token (and the kind of its user id) is all the
+    # smoke test needs.
     token = make_token(88)
-    result = taskd("smoke", "--url", server, "--token", token, env=environ, cwd=workdir)
+    env = {**environ, "TASKD_USER_IDS": USER_IDS}
+    result = taskd("smoke", "--url", server, "--token", token, env=env, cwd=workdir)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().endswith("as user 88")
     assert token not in result.stdout + result.stderr

@@ -563,7 +563,7 @@ async def test_create_without_content_type_is_415(api, user_id):
     payload = orjson.dumps({"title": "x"})
     status, headers, response_body = await raw_exchange(
         api,
-        b"POST /api/%d/tasks HTTP/1.1\r\n" % user_id
+        f"POST /api/{user_id}/tasks HTTP/1.1\r\n".encode()
         + b"Host: 127.0.0.1\r\n"
         + b"Authorization: Bearer %s\r\n" % make_token(user_id).encode()
         + b"Content-Length: %d\r\n" % len(payload)

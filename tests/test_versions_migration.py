@@ -65,7 +65,8 @@ def test_a_database_of_the_previous_release_gets_versions_in_the_order_of_its_ch
         )
         before = dict(conn.execute("SELECT id, json FROM tasks").fetchall())
 
-    assert migrate.apply(url) == [THE_MIGRATION_THAT_REMOVES_THEM]
+    # 0008, then 0009, which keeps the integer user ids.
+    assert migrate.apply(url) == [THE_MIGRATION_THAT_REMOVES_THEM, migrate.USER_IDS_MIGRATION]
 
     with psycopg.connect(url, autocommit=True) as conn:
         assert conn.execute("SELECT id, version FROM users ORDER BY id").fetchall() == [
@@ -91,6 +92,7 @@ def test_a_database_of_the_previous_release_gets_versions_in_the_order_of_its_ch
             "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'tasks'::regclass AND NOT tgisinternal"
         ).fetchone() == (0,)
 
+    assert migrate.rollback(url) == migrate.USER_IDS_MIGRATION
     assert migrate.rollback(url) == THE_MIGRATION_THAT_REMOVES_THEM
     with psycopg.connect(url, autocommit=True) as conn:
         # The previous release's stamps are back, so it can run on the database again.

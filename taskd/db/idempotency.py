@@ -11,6 +11,7 @@ from taskd.db.prepared import in_transaction
 from taskd.db.queries import load_queries
 from taskd.db.tasks import RenderedTask, create_task
 from taskd.db.users import provision_user
+from taskd.user_ids import UserId
 
 _QUERIES = load_queries("idempotency_keys.sql")
 
@@ -21,7 +22,7 @@ IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
 async def create_task_once(
     conn: AsyncConnection,
     *,
-    user_id: int,
+    user_id: UserId,
     key: str,
     fingerprint: bytes,
     title: str,

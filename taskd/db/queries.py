@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from taskd.user_ids import UserId
+
 USER_ID_PARAM = "%(user_id)s"
 
 _HEADER = re.compile(r"^--\s*(name|fragment):\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
@@ -31,7 +33,7 @@ class Query:
         """The query with `{part}` placeholders filled from constants chosen by the caller."""
         return make_query(name, self.sql.format(**parts))
 
-    def bind(self, *, user_id: int, **params: Any) -> dict[str, Any]:
+    def bind(self, *, user_id: UserId, **params: Any) -> dict[str, Any]:
         params["user_id"] = user_id
         return params
 

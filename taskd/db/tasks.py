@@ -24,6 +24,7 @@ from taskd.page_cache import (
     page_rows,
     refreshed,
 )
+from taskd.user_ids import UserId
 
 _QUERIES = load_queries("tasks.sql")
 
@@ -137,7 +138,7 @@ async def _one_transaction(conn: AsyncConnection, statements: Callable[[], Await
 
 
 async def create_task(
-    conn: AsyncConnection, *, user_id: int, title: str, description: str
+    conn: AsyncConnection, *, user_id: UserId, title: str, description: str
 ) -> RenderedTask:
     """Insert a task (provisioning its user) and return it."""
     take, insert = _QUERIES["take_next_version"], _QUERIES["insert_task"]
@@ -154,12 +155,12 @@ async def create_task(
     return _rendered(*row)
 
 
-async def get_task(conn: AsyncConnection, *, user_id: int, task_id: int) -> RenderedTask | None:
+async def get_task(conn: AsyncConnection, *, user_id: UserId, task_id: int) -> RenderedTask | None:
     query = _QUERIES["get_task"]
     return await _fetch_task(conn, query, query.bind(user_id=user_id, task_id=task_id))
 
 
-async def task_exists(conn: AsyncConnection, *, user_id: int, task_id: int) -> bool:
+async def task_exists(conn: AsyncConnection, *, user_id: UserId, task_id: int) -> bool:
     query = _QUERIES["task_exists"]
     return bool(await _fetch_value(conn, query, query.bind(user_id=user_id, task_id=task_id)))
 
@@ -172,7 +173,7 @@ async def task_exists(conn: AsyncConnection, *, user_id: int, task_id: int) -> b
 async def update_task(
     conn: AsyncConnection,
     *,
-    user_id: int,
+    user_id: UserId,
     task_id: int,
     if_match: list[str] | None = None,
     title: str | None = None,
@@ -193,7 +194,7 @@ async def update_task(
 
 
 async def toggle_task(
-    conn: AsyncConnection, *, user_id: int, task_id: int, if_match: list[str] | None = None
+    conn: AsyncConnection, *, user_id: UserId, task_id: int, if_match: list[str] | None = None
 ) -> RenderedTask | None:
     query = _QUERIES["toggle_task"]
     params = query.bind(
@@ -203,7 +204,7 @@ async def toggle_task(
 
 
 async def delete_task(
-    conn: AsyncConnection, *, user_id: int, task_id: int, if_match: list[str] | None = None
+    conn: AsyncConnection, *, user_id: UserId, task_id: int, if_match: list[str] | None = None
 ) -> int | None:
     """Delete a task, leaving a tombstone for the change feed; the user's new version, or None
     when nothing was deleted."""
@@ -231,7 +232,7 @@ async def delete_task(
 async def list_tasks(
     conn: AsyncConnection,
     *,
-    user_id: int,
+    user_id: UserId,
     sort: str = DEFAULT_SORT,
     completed: bool | None = None,
     pattern: str | None = None,
@@ -280,7 +281,7 @@ def _descending(sort: str) -> bool:
     return SORTS[sort][1] == "DESC"
 
 
-async def _changes_since(conn: AsyncConnection, user_id: int, version: int) -> Changes:
+async def _changes_since(conn: AsyncConnection, user_id: UserId, version: int) -> Changes:
     query = _QUERIES["tasks_changed_since"]
     # One more than a patch takes, to tell that there are more.
     params = query.bind(user_id=user_id, since=version, max_written=MAX_PATCH + 1)
@@ -307,7 +308,7 @@ class ChangesPage:
 async def task_changes(
     conn: AsyncConnection,
     *,
-    user_id: int,
+    user_id: UserId,
     after: tuple[int, int | None],
     upto: int | None,
     with_deletions: bool,

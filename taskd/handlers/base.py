@@ -19,6 +19,7 @@ from taskd.db.users import provision_user
 from taskd.errors import ApiError, problem
 from taskd.headers import content_length
 from taskd.models import ModelT, parse_body
+from taskd.user_ids import UserId
 
 log = logging.getLogger("taskd")
 
@@ -180,8 +181,8 @@ class ApiHandler(AuthMixin, BaseHandler):
         if (has_body or self.request.method != "PATCH") and media_type != JSON_TYPE:
             raise ApiError(415, "The body must be application/json.")
 
-    async def _provision(self, user_id: int) -> None:
-        known: set[int] = self.settings["known_users"]
+    async def _provision(self, user_id: UserId) -> None:
+        known: set[UserId] = self.settings["known_users"]
         if user_id in known:
             return
         async with connection(self.pool) as conn:

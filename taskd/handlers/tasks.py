@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-from taskd.auth import parse_id
 from taskd.changes import START_AGAIN, FeedToken, parse_since, render
 from taskd.db import tasks as db
 from taskd.db.idempotency import create_task_once
@@ -21,6 +20,7 @@ from taskd.headers import (
 )
 from taskd.listing import parse_limit, parse_list_query
 from taskd.models import ModelT, TaskCompletion, TaskCreate, TaskUpdate
+from taskd.user_ids import parse_id
 
 NO_SUCH_TASK = "No such task."
 STALE_TASK = "The task has changed since the version If-Match names; fetch it again."
