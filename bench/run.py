@@ -1,7 +1,7 @@
 """Benchmark taskd (and the seed plan's FastAPI reference) with wrk on this machine.
 
     python3 bench/run.py                     # taskd alone: a table, and JSON in bench/results/
-    python3 bench/run.py --compare           # taskd, then the reference; ratios and issue-4 targets
+    python3 bench/run.py --compare           # taskd, then the reference; ratios and targets
 
 Each target gets a fresh database and its own server on a free loopback port; both are gone when
 the run ends, however it ends. See bench/README.md.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +20,7 @@ from types import FrameType
 from typing import Any
 
 from harness import BenchError
-from harness.bench import SCENARIOS, Options, TargetRun, bench_target
+from harness.bench import SCENARIOS, SETS, Options, TargetRun, bench_target
 from harness.commands import ensure_wrk
 from harness.machine import describe
 from harness.report import (
@@ -39,12 +39,17 @@ EXIT_INTERRUPTED = 130
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-def _scenarios(value: str) -> tuple[str, ...]:
-    chosen = {name.strip() for name in value.split(",") if name.strip()}
-    unknown = chosen - set(SCENARIOS)
-    if unknown or not chosen:
-        raise argparse.ArgumentTypeError(f"choose from {', '.join(SCENARIOS)}")
-    return tuple(name for name in SCENARIOS if name in chosen)
+def _subset(choices: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    """A parser of a comma-separated subset of `choices`, returned in their order."""
+
+    def parse(value: str) -> tuple[str, ...]:
+        chosen = {name.strip() for name in value.split(",") if name.strip()}
+        unknown = chosen - set(choices)
+        if unknown or not chosen:
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)}")
+        return tuple(name for name in choices if name in chosen)
+
+    return parse
 
 
 def _positive(value: str) -> int:
@@ -70,9 +75,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=_positive, default=2, help="server worker processes")
     parser.add_argument(
         "--scenarios",
-        type=_scenarios,
+        type=_subset(SCENARIOS),
         default=SCENARIOS,
         help=f"comma-separated subset of {','.join(SCENARIOS)}",
+    )
+    parser.add_argument(
+        "--sets",
+        type=_subset(SETS),
+        default=SETS,
+        help=f"comma-separated subset of the data sets {','.join(SETS)}",
     )
     parser.add_argument("--taskd", type=Path, default=DEFAULT_TASKD, help="the taskd executable")
     parser.add_argument(
@@ -101,6 +112,7 @@ def _options(args: argparse.Namespace) -> Options:
         threads=args.threads,
         workers=args.workers,
         scenarios=args.scenarios,
+        sets=args.sets,
         admin_url=args.postgres,
     )
 
@@ -119,7 +131,8 @@ class Session:
 
     def bench(self, target: Target, wrk: str) -> TargetRun:
         run = bench_target(target, self.options, wrk)
-        print(target_report(run, self.options) + "\n", flush=True)
+        for one in run.sets.values():
+            print(target_report(one, self.options) + "\n", flush=True)
         self.save(target.name, run_json(run))
         return run
 

@@ -82,7 +82,7 @@ def make_app(
         pool=pool,
         token_verifier=make_verifier(settings, jwks),
         known_users=set(),
-        page_cache=PageCache(settings.list_cache_mb * 1024 * 1024),
+        page_cache=PageCache(settings.list_cache_mb * 1024 * 1024, metrics.observe_list_cache),
         metrics=metrics,
         readiness=Readiness(pool, settings.database_url),
         openapi=orjson.dumps(openapi.build(route_table, user_ids=settings.user_ids)),

@@ -57,6 +57,35 @@ def if_none_match_names(value: str | None, etag: str) -> bool:
     return any(tag == etag for _, tag in _entity_tags(value) or [])
 
 
+# RFC 9110 §12.5.3: Accept-Encoding = #( codings [ weight ] ), weight = OWS ";" OWS "q=" qvalue.
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_CODING = re.compile(rf"[ \t]*({_TOKEN})[ \t]*(?:;[ \t]*[qQ]=([0-9.]{{1,5}}))?[ \t]*")
+_GZIP_NAMES = ("gzip", "x-gzip")
+
+
+def accepts_gzip(value: str | None) -> bool:
+    """Whether Accept-Encoding allows a gzip-coded response: gzip (or x-gzip, or `*` when gzip is
+    not named) with a weight above 0. A value that does not parse allows only identity."""
+    if not value:
+        return False
+    weights: dict[str, float] = {}
+    for element in value.split(","):
+        if not element.strip():
+            continue
+        match = _CODING.fullmatch(element)
+        if match is None:
+            return False
+        coding, weight = match.group(1).lower(), match.group(2)
+        try:
+            weights[coding] = 1.0 if weight is None else float(weight)
+        except ValueError:
+            return False
+    named = [weights[name] for name in _GZIP_NAMES if name in weights]
+    if named:
+        return max(named) > 0
+    return weights.get("*", 0) > 0
+
+
 IDEMPOTENCY_KEY = "Idempotency-Key"
 IDEMPOTENCY_KEY_MAX = 255
 _IDEMPOTENCY_KEY = re.compile(rf"[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_MAX}}}")

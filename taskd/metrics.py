@@ -93,6 +93,17 @@ class Metrics:
         self.pool_max = gauge(
             "taskd_db_pool_max_connections", "Database connections the pools may open"
         )
+        self.list_cache: Counter = Counter(
+            "taskd_list_cache_lookups",
+            "List pages looked up in the workers' page caches, by outcome: hit (unchanged, "
+            "served as kept), patch (brought up to date from the tasks changed since), miss "
+            "(not kept, or read again in full)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.list_cache_bytes = gauge(
+            "taskd_list_cache_bytes", "Bytes of list pages the workers' page caches hold"
+        )
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
@@ -108,6 +119,11 @@ class Metrics:
         self.pool_in_use.set(stats["pool_size"] - stats["pool_available"])
         self.pool_waiting.set(stats["requests_waiting"])
         self.pool_max.set(stats["pool_max"])
+
+    def observe_list_cache(self, outcome: str, cached_bytes: int) -> None:
+        """Record one page-cache lookup's outcome and what the cache holds after it."""
+        self.list_cache.labels(outcome).inc()
+        self.list_cache_bytes.set(cached_bytes)
 
     def render(self) -> bytes:
         """The Prometheus text exposition: of every worker in multiprocess mode."""

@@ -15,11 +15,17 @@ delete that left no tombstone. Anything else is read again in full.
 
 from __future__ import annotations
 
+import zlib
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
+# zlib's fastest level (for a 1000-task page, 0.4 ms of CPU and a 22nd of the bytes; level 6
+# saves another sixth of them for three times the CPU), with a gzip header and trailer (RFC 1952).
+GZIP_LEVEL = 1
+GZIP_WBITS = 16 + 15
 # More tasks written than this since a page was read: read it again rather than patch it.
 MAX_PATCH = 100
 
@@ -33,6 +39,16 @@ class Page:
 
     json: bytes
     next_after: tuple[SortValue, int] | None
+
+    @cached_property
+    def gzipped(self) -> bytes:
+        """The JSON gzip-coded, made once per page: a cached page is coded for its first client
+        that accepts gzip and sent coded as it is to the others."""
+        return gzip_coded(self.json)
+
+
+def gzip_coded(data: bytes) -> bytes:
+    return zlib.compress(data, GZIP_LEVEL, wbits=GZIP_WBITS)
 
 
 @dataclass(frozen=True)
@@ -114,13 +130,30 @@ def refreshed(
     return CachedPage(Page(body, None), changes.version, changes.task_count, patched)
 
 
-class PageCache:
-    """Least recently used pages, up to `max_bytes`; 0 keeps none."""
+# What a lookup came to, for /metrics: served as kept, patched from what changed, or read in full
+# (nothing kept, or a kept page that could not be brought up to date).
+HIT = "hit"
+PATCH = "patch"
+MISS = "miss"
 
-    def __init__(self, max_bytes: int) -> None:
+
+class PageCache:
+    """Least recently used pages, up to `max_bytes`; 0 keeps none. `observe` hears of every
+    lookup's outcome (HIT, PATCH or MISS) with the bytes the cache then holds."""
+
+    def __init__(self, max_bytes: int, observe: Callable[[str, int], None] | None = None) -> None:
         self.max_bytes = max_bytes
         self._pages: OrderedDict[Hashable, CachedPage] = OrderedDict()
         self._bytes = 0
+        self._observe = observe
+
+    def record(self, outcome: str) -> None:
+        if self._observe is not None:
+            self._observe(outcome, self._bytes)
+
+    def keeps(self, size: int) -> bool:
+        """Whether a page of `size` bytes would be kept: pages larger than the budget are not."""
+        return size <= self.max_bytes
 
     def get(self, key: Hashable) -> CachedPage | None:
         cached = self._pages.get(key)
@@ -130,7 +163,7 @@ class PageCache:
 
     def put(self, key: Hashable, cached: CachedPage) -> None:
         self.discard(key)
-        if cached.size > self.max_bytes:
+        if not self.keeps(cached.size):
             return
         self._pages[key] = cached
         self._bytes += cached.size

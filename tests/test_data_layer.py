@@ -54,6 +54,19 @@ async def test_create_task_provisions_its_user_and_returns_the_task(database_url
         assert await user_rows(conn, user_id) == [(user_id,)]
 
 
+async def test_a_writes_statements_commit_together_or_not_at_all(database_url, user_id):
+    """A create takes the user's next version, then inserts: when the insert fails (here on the
+    table's CHECK of a blank title), the version stays untaken, as if nothing was sent."""
+    async with await connect(database_url) as conn:
+        await tasks.create_task(conn, user_id=user_id, title="first", description="")
+        with pytest.raises(psycopg.errors.CheckViolation):
+            await tasks.create_task(conn, user_id=user_id, title="", description="")
+        cursor = await conn.execute("SELECT version FROM users WHERE id = %s", [user_id])
+        assert await cursor.fetchone() == (1,)
+        second = await tasks.create_task(conn, user_id=user_id, title="second", description="")
+    assert second.version == 2
+
+
 async def test_get_task_sees_only_its_users_task(database_url, user_id):
     other = new_user_id()
     async with await connect(database_url) as conn:

@@ -123,3 +123,42 @@ def test_a_route_that_neither_authenticates_nor_is_public_is_refused():
     for handler in (Forgotten, RequestHandler):
         with pytest.raises(ValueError, match="neither authenticates nor is marked @public"):
             check_authentication([("/forgotten", handler)])
+
+
+async def test_metrics_count_list_cache_hits_patches_and_misses(api, user_id):
+    path = f"/api/{user_id}/tasks"
+
+    async def listed(query: str = "") -> None:
+        assert (await api.request("GET", path + query, user=user_id)).code == 200
+
+    await api.create(user_id, "first")
+    await listed()  # read and kept
+    await listed()  # unchanged: served as kept
+    await listed()
+    await api.create(user_id, "second")
+    await listed()  # brought up to date from the one task written
+    await listed("?sort=title")  # another page: read and kept, without rows to patch
+    await api.create(user_id, "third")
+    await listed("?sort=title")  # changed, and only a created_at page can be patched: read again
+
+    found = samples((await api.request("GET", "/metrics")).body.decode())
+    lookups = "taskd_list_cache_lookups_total"
+    assert sample(found, lookups, outcome="miss") == 3
+    assert sample(found, lookups, outcome="hit") == 2
+    assert sample(found, lookups, outcome="patch") == 1
+    assert sample(found, "taskd_list_cache_bytes") > 0
+
+
+class TestListCacheOff:
+    @pytest.fixture
+    def settings(self, settings):
+        return settings.replace(list_cache_mb=0)
+
+    async def test_every_list_is_a_miss_and_the_cache_holds_nothing(self, api, user_id):
+        await api.create(user_id, "first")
+        for _ in range(3):
+            assert (await api.request("GET", f"/api/{user_id}/tasks", user=user_id)).code == 200
+        found = samples((await api.request("GET", "/metrics")).body.decode())
+        assert sample(found, "taskd_list_cache_lookups_total", outcome="miss") == 3
+        assert ("taskd_list_cache_lookups_total", frozenset({("outcome", "hit")})) not in found
+        assert sample(found, "taskd_list_cache_bytes") == 0

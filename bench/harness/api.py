@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 from types import TracebackType
 from typing import Any
 
@@ -11,6 +12,22 @@ from harness import HOST, BenchError
 
 TIMEOUT_S = 30.0
 BODY_EXCERPT_CHARS = 300
+# taskd's counter of list-page-cache lookups, one sample per outcome (hit, patch, miss).
+LIST_CACHE_SAMPLE = re.compile(r'^taskd_list_cache_lookups_total\{outcome="(\w+)"\} (\S+)$', re.M)
+
+
+def list_cache_lookups(port: int) -> dict[str, int]:
+    """taskd's list-page-cache lookups so far, by outcome, from its /metrics (all workers)."""
+    connection = http.client.HTTPConnection(HOST, port, timeout=TIMEOUT_S)
+    try:
+        connection.request("GET", "/metrics")
+        response = connection.getresponse()
+        text = response.read().decode()
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise BenchError(f"GET /metrics answered {response.status}")
+    return {outcome: int(float(value)) for outcome, value in LIST_CACHE_SAMPLE.findall(text)}
 
 
 class ApiClient:

@@ -1,4 +1,5 @@
-"""One target's run: fresh database, server, seed, warm-up, the scenarios, then teardown."""
+"""One target's run: per data set a fresh database, server, seed, warm-up, the scenarios, then
+teardown."""
 
 from __future__ import annotations
 
@@ -7,32 +8,47 @@ import secrets
 import socket
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from math import ceil
 from pathlib import Path
 
 from harness import HOST, BenchError, cpu
-from harness.api import ApiClient
+from harness.api import ApiClient, list_cache_lookups
 from harness.commands import progress
-from harness.postgres import busy_sessions, fresh_database
-from harness.server import MemoryPeaks, Server, running
-from harness.targets import Target
+from harness.population import (
+    HEAVY_TASKS,
+    MIXED_WEIGHTS,
+    TASK_DESCRIPTION,
+    TASKS,
+    USERS,
+    ZIPF_S,
+    population,
+)
+from harness.postgres import busy_sessions, fresh_database, run_script
+from harness.server import Launch, MemoryPeaks, Server, running
+from harness.targets import TOKEN_TTL_S, Target
+from harness.tokens import hs256_token
 from harness.wrk import Load, WrkResult
 
 SCENARIOS = ("list", "get", "create", "update", "toggle", "delete", "mixed")
+# The data sets, each on its own database and server: one user's 1000 tasks; the same with
+# taskd's list page cache off, so that every list is a miss (taskd only: the reference has no
+# cache, and its list from one-user is the comparison); and many users under a Zipf spread.
+ONE_USER = "one-user"
+LIST_MISS = "list-miss"
+MANY_USERS = "many-users"
+SETS = (ONE_USER, LIST_MISS, MANY_USERS)
+NO_LIST_CACHE = {"TASKD_LIST_CACHE_MB": "0"}
 SEED_TASKS = 1000
 # The reader owns the seeded tasks; the writer gets every task the load creates, so the
 # reader's list stays at exactly SEED_TASKS tasks for both servers throughout.
 READER_ID = 1
 WRITER_ID = 2
-SEED_DESCRIPTION = (
-    "A benchmark task with a realistic description: what to do, why it matters, "
-    "and a note or two for later, about as long as people actually write them."
-)
-# Tasks made for the delete scenario: enough for this many times the fastest one-row rate.
+# Tasks made for a scenario's deletes: enough for this many times the fastest one-row rate.
 DELETE_SUPPLY_FACTOR = 2.0
-ONE_ROW = ("get", "create", "update", "toggle")
 # A scenario whose connections were busy less than this share of the time gets a note, unless
 # its mean latency is over EDGE_SHARE of the run: then the requests left unanswered at the end
 # explain the gap.
@@ -52,6 +68,7 @@ class Options:
     threads: int
     workers: int
     scenarios: tuple[str, ...]
+    sets: tuple[str, ...]
     admin_url: str
 
 
@@ -62,18 +79,52 @@ class ScenarioResult:
     # The share of the machine's CPU that went to work other than the benchmark's.
     foreign_cpu_share: float
     notes: tuple[str, ...] = ()
+    # taskd's list-page-cache lookups during the scenario, by outcome (none for the reference).
+    list_cache: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class TargetRun:
+class SetRun:
+    """One target's figures on one data set."""
+
     target: str
+    data_set: str
     started_at: str
+    # What the data looks like, for the report's title.
+    shape: str
+    # The size of a 1000-task list response.
     list_bytes: int
     scenarios: dict[str, ScenarioResult]
 
     @property
     def max_worker_mib(self) -> float:
         return max(result.memory.max_worker_mib for result in self.scenarios.values())
+
+
+@dataclass(frozen=True)
+class TargetRun:
+    target: str
+    sets: dict[str, SetRun]
+
+    @property
+    def max_worker_mib(self) -> float:
+        return max(run.max_worker_mib for run in self.sets.values())
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What drives a data set's scenarios: a wrk script per scenario, or one plan per scenario
+    for bench/wrk/plan.lua, and the share of each scenario's requests that delete a task."""
+
+    warmup: str
+    env: dict[str, str]
+    plans: Path | None = None
+    delete_shares: dict[str, float] = field(default_factory=lambda: {"delete": 1.0})
+
+    def script(self, scenario: str) -> tuple[str, dict[str, str]]:
+        if self.plans is None:
+            return scenario, {}
+        return "plan", {"BENCH_PLAN": str(self.plans / f"{scenario}.txt")}
 
 
 def free_port() -> int:
@@ -83,67 +134,159 @@ def free_port() -> int:
         return port
 
 
+def set_scenarios(data_set: str, options: Options) -> tuple[str, ...]:
+    if data_set == LIST_MISS:
+        return tuple(name for name in options.scenarios if name == "list")
+    return options.scenarios
+
+
 def bench_target(target: Target, options: Options, wrk: str) -> TargetRun:
     target.prepare()
+    runs = {}
+    for data_set in options.sets:
+        if data_set == LIST_MISS and not target.list_cache:
+            continue
+        if set_scenarios(data_set, options):
+            runs[data_set] = bench_set(target, data_set, options, wrk)
+    return TargetRun(target.name, runs)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A started server of one target on its fresh database, not yet seeded."""
+
+    target: Target
+    server: Server
+    launch: Launch
+    database_url: str
+    secret: str
+    port: int
+    workdir: Path
+
+    @contextmanager
+    def client(self, user_id: int, token: str) -> Iterator[ApiClient]:
+        """A client of `user_id`'s tasks, once the server answers it."""
+        with ApiClient(self.port, user_id, token) as client:
+            self.server.wait_ready(self.launch, client.answers)
+            yield client
+
+
+@dataclass(frozen=True)
+class Seeded:
+    # What the data looks like, for the report's title.
+    shape: str
+    list_bytes: int
+    workload: Workload
+
+
+def bench_set(target: Target, data_set: str, options: Options, wrk: str) -> SetRun:
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    name = f"{target.name}, {data_set}"
     with (
         tempfile.TemporaryDirectory(prefix=f"bench-{target.name}-") as tmp,
         fresh_database(options.admin_url) as database_url,
     ):
-        workdir = Path(tmp)
-        secret = secrets.token_urlsafe(48)
         port = free_port()
+        secret = secrets.token_urlsafe(48)
         launch = target.launch(database_url, secret, port, options.workers)
-        tokens = {user: target.token(database_url, secret, user) for user in (READER_ID, WRITER_ID)}
-        progress(f"{target.name}: starting on port {port} with {options.workers} workers")
-        with (
-            running(launch, workdir / "server.log") as server,
-            ApiClient(port, READER_ID, tokens[READER_ID]) as reader,
-        ):
-            server.wait_ready(launch, reader.answers)
-            progress(f"{target.name}: seeding {SEED_TASKS} tasks")
-            reader_ids = workdir / "reader-ids.txt"
-            write_ids(reader_ids, seed(reader))
-            list_bytes = checked_list_size(reader)
+        if data_set == LIST_MISS:
+            launch = replace(launch, env=launch.env | NO_LIST_CACHE)
+        progress(f"{name}: starting on port {port} with {options.workers} workers")
+        workdir = Path(tmp)
+        with running(launch, workdir / "server.log") as server:
+            stage = Stage(target, server, launch, database_url, secret, port, workdir)
+            seeded = seed_many_users(stage) if data_set == MANY_USERS else seed_one_user(stage)
             load = Load(
                 wrk=wrk,
                 url=f"http://{HOST}:{port}",
                 connections=options.connections,
                 threads=options.threads,
-                env={
-                    "BENCH_READER_ID": str(READER_ID),
-                    "BENCH_READER_TOKEN": tokens[READER_ID],
-                    "BENCH_WRITER_ID": str(WRITER_ID),
-                    "BENCH_WRITER_TOKEN": tokens[WRITER_ID],
-                    "BENCH_READER_IDS": str(reader_ids),
-                },
+                env=seeded.workload.env,
             )
-            runner = Runner(target.name, server, database_url, load, options, workdir)
-            scenarios = runner.run()
-    return TargetRun(target.name, started_at, list_bytes, scenarios)
+            port_with_metrics = port if target.list_cache else None
+            runner = Runner(name, server, database_url, load, options, workdir, port_with_metrics)
+            scenarios = runner.run(seeded.workload, set_scenarios(data_set, options))
+    return SetRun(target.name, data_set, started_at, seeded.shape, seeded.list_bytes, scenarios)
+
+
+def seed_one_user(stage: Stage) -> Seeded:
+    """The reader's 1000 tasks, made through the API."""
+    tokens = {
+        user: stage.target.token(stage.database_url, stage.secret, user)
+        for user in (READER_ID, WRITER_ID)
+    }
+    with stage.client(READER_ID, tokens[READER_ID]) as reader:
+        progress(f"{stage.target.name}: seeding {SEED_TASKS} tasks through the API")
+        reader_ids = stage.workdir / "reader-ids.txt"
+        write_lines(reader_ids, [str(task_id) for task_id in seed(reader)])
+        list_bytes = checked_list_size(reader, SEED_TASKS)
+    workload = Workload(
+        warmup="mixed",
+        env={
+            "BENCH_READER_ID": str(READER_ID),
+            "BENCH_READER_TOKEN": tokens[READER_ID],
+            "BENCH_WRITER_ID": str(WRITER_ID),
+            "BENCH_WRITER_TOKEN": tokens[WRITER_ID],
+            "BENCH_READER_IDS": str(reader_ids),
+        },
+    )
+    shape = f"one user's {SEED_TASKS} tasks, a list of them is {list_bytes / 1000:.1f} KB"
+    return Seeded(shape, list_bytes, workload)
+
+
+def seed_many_users(stage: Stage) -> Seeded:
+    """10,000 users' tasks inserted with SQL, a token per user, and a plan per scenario."""
+    people = population()
+    tokens_path = stage.workdir / "tokens.txt"
+    tokens = {user: hs256_token(stage.secret, user, TOKEN_TTL_S) for user in range(1, USERS + 1)}
+    write_lines(tokens_path, [f"{user} {token}" for user, token in tokens.items()])
+    heaviest = next(user for user in people.by_rank if people.count(user) == HEAVY_TASKS)
+    with stage.client(heaviest, tokens[heaviest]) as client:
+        progress(f"{stage.target.name}: seeding {TASKS:,} tasks of {USERS:,} users with SQL")
+        run_script(stage.database_url, stage.target.many_users_seed_sql(people))
+        # The seed outlasts keep-alive timeouts (uvicorn's is 5 s): ask on a new connection.
+        client.close()
+        list_bytes = checked_list_size(client, HEAVY_TASKS)
+    plans = stage.workdir / "plans"
+    plans.mkdir()
+    for scenario in SCENARIOS:
+        people.write_plan(scenario, plans / f"{scenario}.txt")
+    workload = Workload(
+        # Gets warm the pools and the prepared statements without writing or caching lists.
+        warmup="get",
+        env={"BENCH_TOKENS": str(tokens_path)},
+        plans=plans,
+        delete_shares={"delete": 1.0, "mixed": MIXED_WEIGHTS["delete"] / 100},
+    )
+    shape = (
+        f"{USERS:,} users, {TASKS:,} tasks, requests over users by Zipf s={ZIPF_S}: "
+        f"a list holds {people.mean_listed():.0f} tasks on average, a 1000-task list is "
+        f"{list_bytes / 1000:.1f} KB"
+    )
+    return Seeded(shape, list_bytes, workload)
 
 
 def seed(reader: ApiClient) -> list[int]:
     return [
-        reader.create_task(f"Seed task {n:04d}", SEED_DESCRIPTION) for n in range(1, SEED_TASKS + 1)
+        reader.create_task(f"Seed task {n:04d}", TASK_DESCRIPTION) for n in range(1, SEED_TASKS + 1)
     ]
 
 
-def checked_list_size(reader: ApiClient) -> int:
+def checked_list_size(client: ApiClient, expected: int) -> int:
     """The size of the list response, once it is seen to hold exactly the seeded tasks."""
-    body = reader.list_body()
+    body = client.list_body()
     listed = len(json.loads(body))
-    if listed != SEED_TASKS:
-        raise BenchError(f"the list has {listed} tasks after seeding {SEED_TASKS}")
+    if listed != expected:
+        raise BenchError(f"the list has {listed} tasks after seeding {expected}")
     return len(body)
 
 
-def write_ids(path: Path, ids: list[int]) -> None:
-    path.write_text("".join(f"{task_id}\n" for task_id in ids))
+def write_lines(path: Path, lines: list[str]) -> None:
+    path.write_text("".join(f"{line}\n" for line in lines))
 
 
-def read_ids(path: Path) -> list[int]:
-    return [int(line) for line in path.read_text().split()]
+def read_lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
 
 
 class Runner:
@@ -157,35 +300,55 @@ class Runner:
         load: Load,
         options: Options,
         workdir: Path,
+        metrics_port: int | None = None,
     ) -> None:
         self._name = name
+        self._metrics_port = metrics_port
         self._server = server
         self._database_url = database_url
         self._load = load
         self._options = options
-        self._created_ids = workdir / "created-ids.txt"
-        self._delete_ids = workdir / "delete-ids.txt"
+        # Lines `user_id task_id`: what a create load made, and what a delete load deletes.
+        self._created_tasks = workdir / "created-tasks.txt"
+        self._delete_tasks = workdir / "delete-tasks.txt"
+        # Tasks made by creates and not yet handed to a load that deletes, with the create rate.
+        self._undeleted: list[str] = []
+        self._create_rate: float | None = None
 
-    def run(self) -> dict[str, ScenarioResult]:
+    def run(self, workload: Workload, scenarios: tuple[str, ...]) -> dict[str, ScenarioResult]:
         if self._options.warmup:
-            progress(f"{self._name}: warming up with mixed for {self._options.warmup} s")
-            self._load.run("mixed", self._options.warmup)
+            seconds = self._options.warmup
+            progress(f"{self._name}: warming up with {workload.warmup} for {seconds} s")
+            script, env = workload.script(workload.warmup)
+            self._load.run(script, seconds, env)
         results: dict[str, ScenarioResult] = {}
-        for scenario in self._options.scenarios:
-            if scenario == "delete":
-                results[scenario] = self._measure_deletes(results)
+        for scenario in scenarios:
+            script, env = workload.script(scenario)
+            delete_share = workload.delete_shares.get(scenario)
+            if delete_share is None:
+                results[scenario] = self._measure(scenario, script, env | self._recording())
             else:
-                env = {"BENCH_CREATED_IDS": str(self._created_ids)} if scenario == "create" else {}
-                results[scenario] = self._measure(scenario, env)
+                results[scenario] = self._measure_deletes(workload, scenario, delete_share, results)
+            if scenario == "create":
+                self._undeleted += read_lines(self._created_tasks)
+                self._create_rate = results[scenario].load.requests_per_second
         return results
 
-    def _measure(self, scenario: str, env: dict[str, str]) -> ScenarioResult:
+    def _recording(self) -> dict[str, str]:
+        return {"BENCH_CREATED_TASKS": str(self._created_tasks)}
+
+    def _measure(self, scenario: str, script: str, env: dict[str, str]) -> ScenarioResult:
         self._settle()
         progress(f"{self._name}: {scenario} for {self._options.duration} s")
         since_reset = self._server.reset_memory_peaks()
+        lookups_before = self._list_cache_lookups()
         start = cpu.snapshot(self._server.pid)
-        load = self._load.run(scenario, self._options.duration, env)
+        load = self._load.run(script, self._options.duration, env)
         foreign = cpu.foreign_share(start, self._server.pid, self._database_url)
+        lookups = {
+            outcome: count - lookups_before.get(outcome, 0)
+            for outcome, count in self._list_cache_lookups().items()
+        }
         notes = []
         if self._stalled(load):
             notes.append(
@@ -199,7 +362,12 @@ class Runner:
                 "these figures are not comparable"
             )
         memory = self._server.memory_peaks(since_reset)
-        return ScenarioResult(load, memory, foreign, tuple(notes))
+        return ScenarioResult(load, memory, foreign, tuple(notes), lookups)
+
+    def _list_cache_lookups(self) -> dict[str, int]:
+        if self._metrics_port is None:
+            return {}
+        return list_cache_lookups(self._metrics_port)
 
     def _stalled(self, load: WrkResult) -> bool:
         short_latencies = load.latency_ms["mean"] / 1000 <= EDGE_SHARE * load.seconds
@@ -218,41 +386,53 @@ class Runner:
                 )
             time.sleep(SETTLE_POLL_S)
 
-    def _measure_deletes(self, results: dict[str, ScenarioResult]) -> ScenarioResult:
-        supply = self._make_tasks_to_delete(results)
-        write_ids(self._delete_ids, supply)
-        result = self._measure("delete", {"BENCH_DELETE_IDS": str(self._delete_ids)})
-        if result.load.requests > len(supply):
+    def _measure_deletes(
+        self,
+        workload: Workload,
+        scenario: str,
+        delete_share: float,
+        results: dict[str, ScenarioResult],
+    ) -> ScenarioResult:
+        """A scenario that deletes tasks, each once: tasks made by creates beforehand."""
+        supply = self._take_tasks_to_delete(workload, delete_share, results)
+        write_lines(self._delete_tasks, supply)
+        script, env = workload.script(scenario)
+        env |= self._recording() | {"BENCH_DELETE_TASKS": str(self._delete_tasks)}
+        result = self._measure(scenario, script, env)
+        # Each wrk thread cycles through its share: once one has deleted all of it, its next
+        # deletes find no task (the servers answer nothing else with 404 here).
+        if result.load.statuses.get(404):
             note = f"ran out of the {len(supply)} tasks made to delete: the rest were 404s"
             return replace(result, notes=(*result.notes, note))
         return result
 
-    def _make_tasks_to_delete(self, results: dict[str, ScenarioResult]) -> list[int]:
-        """The writer's tasks from the create scenario, topped up by unmeasured create runs."""
-        ids: list[int] = []
-        create_rate: float | None = None
-        if "create" in results:
-            ids = read_ids(self._created_ids)
-            create_rate = results["create"].load.requests_per_second
+    def _take_tasks_to_delete(
+        self, workload: Workload, delete_share: float, results: dict[str, ScenarioResult]
+    ) -> list[str]:
+        """Enough of the created tasks for the deletes, topped up by unmeasured create runs."""
         while True:
-            if create_rate is None:
+            if self._create_rate is None:
                 seconds = self._options.duration
             else:
-                missing = self._deletes_needed(results, create_rate) - len(ids)
-                if missing <= 0:
-                    return ids
-                seconds = ceil(missing / create_rate) + 1
+                needed = self._deletes_needed(results, delete_share)
+                if len(self._undeleted) >= needed:
+                    taken, self._undeleted = self._undeleted[:needed], self._undeleted[needed:]
+                    return taken
+                seconds = ceil((needed - len(self._undeleted)) / self._create_rate) + 1
             progress(f"{self._name}: creating tasks to delete for {seconds} s")
-            self._load.run("create", seconds, {"BENCH_CREATED_IDS": str(self._created_ids)})
-            made = read_ids(self._created_ids)
+            script, env = workload.script("create")
+            self._load.run(script, seconds, env | self._recording())
+            made = read_lines(self._created_tasks)
             if not made:
                 raise BenchError("the create run made no task, so there is nothing to delete")
-            ids.extend(made)
-            create_rate = len(made) / seconds
+            self._undeleted += made
+            self._create_rate = len(made) / seconds
 
-    def _deletes_needed(self, results: dict[str, ScenarioResult], create_rate: float) -> int:
+    def _deletes_needed(self, results: dict[str, ScenarioResult], delete_share: float) -> int:
         # A delete is a one-row write like create, update and toggle, and can be as fast as a
-        # get or faster. Twice the fastest of those rates leaves room for it.
-        rates = [create_rate]
-        rates += [results[name].load.requests_per_second for name in ONE_ROW if name in results]
-        return ceil(DELETE_SUPPLY_FACTOR * max(rates) * self._options.duration)
+        # get or faster; a mixed load as fast as its cheapest requests. Twice the fastest rate
+        # measured so far leaves room for either.
+        assert self._create_rate is not None
+        rates = [self._create_rate]
+        rates += [result.load.requests_per_second for result in results.values()]
+        return ceil(DELETE_SUPPLY_FACTOR * delete_share * max(rates) * self._options.duration)

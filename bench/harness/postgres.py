@@ -18,6 +18,12 @@ def _psql(url: str, sql: str) -> str:
     return run(command).stdout.strip()
 
 
+def run_script(url: str, sql: str) -> None:
+    """Run several statements, sent on stdin (a seed's data is too long for an argument)."""
+    command = [program("psql"), *PSQL_OPTIONS, f"--dbname={url}", "--file=-"]
+    run(command, input=sql)
+
+
 def server_version(admin_url: str) -> str:
     return _psql(admin_url, "SHOW server_version")
 

@@ -3,33 +3,70 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.bench import SCENARIOS, SEED_TASKS, Options, ScenarioResult, TargetRun
+from harness.bench import (
+    LIST_MISS,
+    MANY_USERS,
+    ONE_USER,
+    Options,
+    ScenarioResult,
+    SetRun,
+    TargetRun,
+)
 
 
 @dataclass(frozen=True)
 class Goal:
-    """Issue 4's target for one scenario: a req/s ratio over the reference, maybe a p95."""
+    """A target for one scenario: a req/s ratio over the reference, maybe a p95 (issue 4 for one
+    user, issue 14 for the list on a miss and for many users)."""
 
     scenario: str
-    min_ratio: float
+    min_ratio: float | None
     max_p95_ms: float | None = None
 
 
-GOALS = (
-    Goal("list", 8, 200),
-    Goal("get", 2, 100),
-    Goal("create", 2, 100),
-    Goal("update", 2, 100),
-    Goal("toggle", 2, 100),
-    Goal("delete", 2, 100),
-    Goal("mixed", 5),
-)
+@dataclass(frozen=True)
+class Comparison:
+    """What a data set of taskd's is compared with: the reference on `reference_set`."""
+
+    reference_set: str
+    goals: tuple[Goal, ...]
+
+
+COMPARISONS = {
+    ONE_USER: Comparison(
+        ONE_USER,
+        (
+            Goal("list", 8, 200),
+            Goal("get", 2, 100),
+            Goal("create", 2, 100),
+            Goal("update", 2, 100),
+            Goal("toggle", 2, 100),
+            Goal("delete", 2, 100),
+            Goal("mixed", 5),
+        ),
+    ),
+    # The reference keeps no list pages: its one-user list is the same request, always a miss.
+    LIST_MISS: Comparison(ONE_USER, (Goal("list", 8, 200),)),
+    MANY_USERS: Comparison(
+        MANY_USERS,
+        (
+            Goal("list", 5, 100),
+            Goal("get", None),
+            Goal("create", None),
+            Goal("update", None),
+            Goal("toggle", None),
+            Goal("delete", None),
+            Goal("mixed", 3.5, 80),
+        ),
+    ),
+}
 MAX_WORKER_MIB = 100.0
+OUTCOMES = ("hit", "patch", "miss")
 
 
 @dataclass(frozen=True)
@@ -57,13 +94,22 @@ def _ms(value: float) -> str:
     return f"{value:.1f}"
 
 
+def _list_cache(result: ScenarioResult) -> str:
+    """The shares of the scenario's lists that taskd's page cache served as kept, patched, or
+    read in full; "-" without lists (or for the reference, which keeps none)."""
+    total = sum(result.list_cache.values())
+    if not total:
+        return "-"
+    return "/".join(f"{result.list_cache.get(outcome, 0) / total:.0%}" for outcome in OUTCOMES)
+
+
 def _errors(result: ScenarioResult) -> int:
     return result.load.socket_error_count + result.load.non_2xx
 
 
-def target_report(run: TargetRun, options: Options) -> str:
+def target_report(run: SetRun, options: Options) -> str:
     headers = ["scenario", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "socket err", "non-2xx"]
-    headers += ["RSS/worker MiB", "parent MiB", "other CPU"]
+    headers += ["RSS/worker MiB", "parent MiB", "other CPU", "list hit/patch/miss"]
     rows = []
     for name, result in run.scenarios.items():
         latency = result.load.latency_ms
@@ -77,12 +123,13 @@ def target_report(run: TargetRun, options: Options) -> str:
                 f"{result.memory.max_worker_mib:.1f}",
                 f"{result.memory.parent.peak_mib:.1f}",
                 f"{result.foreign_cpu_share:.0%}",
+                _list_cache(result),
             ]
         )
     title = (
-        f"{run.target}: {options.workers} workers, {options.connections} connections, "
-        f"{options.threads} wrk threads, {options.duration} s per scenario; "
-        f"the list of {SEED_TASKS} tasks is {run.list_bytes / 1000:.1f} KB"
+        f"{run.target}, {run.data_set}: {options.workers} workers, {options.connections} "
+        f"connections, {options.threads} wrk threads, {options.duration} s per scenario; "
+        f"{run.shape}"
     )
     notes = [
         f"note: {name}: {note}" for name, result in run.scenarios.items() for note in result.notes
@@ -99,38 +146,53 @@ def _ratio(taskd: ScenarioResult, reference: ScenarioResult) -> float:
     return taskd.load.requests_per_second / reference_rate
 
 
-def checks(taskd: TargetRun, reference: TargetRun) -> list[Check]:
-    """Every issue-4 target that this run can judge, met or not."""
-    found: list[Check] = []
-    for goal in GOALS:
-        if goal.scenario not in taskd.scenarios or goal.scenario not in reference.scenarios:
+def _pairs(
+    taskd: TargetRun, reference: TargetRun
+) -> Iterator[tuple[str, Goal, ScenarioResult, ScenarioResult]]:
+    """(data set, goal, taskd's result, the reference's) for every scenario both ran."""
+    for data_set, comparison in COMPARISONS.items():
+        mine = taskd.sets.get(data_set)
+        theirs = reference.sets.get(comparison.reference_set)
+        if mine is None or theirs is None:
             continue
-        mine = taskd.scenarios[goal.scenario]
-        ratio = _ratio(mine, reference.scenarios[goal.scenario])
-        found.append(
-            Check(
-                f"{goal.scenario}: req/s >= {goal.min_ratio:g}x the reference's",
-                ratio >= goal.min_ratio,
-                f"{ratio:.2f}x",
+        for goal in comparison.goals:
+            if goal.scenario in mine.scenarios and goal.scenario in theirs.scenarios:
+                yield data_set, goal, mine.scenarios[goal.scenario], theirs.scenarios[goal.scenario]
+
+
+def checks(taskd: TargetRun, reference: TargetRun) -> list[Check]:
+    """Every target that this run can judge, met or not."""
+    found: list[Check] = []
+    for data_set, goal, mine, theirs in _pairs(taskd, reference):
+        where = f"{data_set} {goal.scenario}"
+        if goal.min_ratio is not None:
+            ratio = _ratio(mine, theirs)
+            found.append(
+                Check(
+                    f"{where}: req/s >= {goal.min_ratio:g}x the reference's",
+                    ratio >= goal.min_ratio,
+                    f"{ratio:.2f}x",
+                )
             )
-        )
         if goal.max_p95_ms is not None:
             p95 = mine.load.latency_ms["p95"]
             found.append(
                 Check(
-                    f"{goal.scenario}: p95 <= {goal.max_p95_ms:g} ms",
+                    f"{where}: p95 <= {goal.max_p95_ms:g} ms",
                     p95 <= goal.max_p95_ms,
                     f"{p95:.1f} ms",
                 )
             )
-    for name, result in taskd.scenarios.items():
-        found.append(
-            Check(
-                f"{name}: no socket errors and no non-2xx",
-                _errors(result) == 0,
-                f"{result.load.socket_error_count} socket errors, {result.load.non_2xx} non-2xx",
+    for data_set, run in taskd.sets.items():
+        for name, result in run.scenarios.items():
+            load = result.load
+            found.append(
+                Check(
+                    f"{data_set} {name}: no socket errors and no non-2xx",
+                    _errors(result) == 0,
+                    f"{load.socket_error_count} socket errors, {load.non_2xx} non-2xx",
+                )
             )
-        )
     found.append(
         Check(
             f"peak RSS per worker <= {MAX_WORKER_MIB:g} MiB",
@@ -141,51 +203,61 @@ def checks(taskd: TargetRun, reference: TargetRun) -> list[Check]:
     return found
 
 
+def _other_cpu(mine: ScenarioResult, theirs: ScenarioResult) -> str:
+    return f"{mine.foreign_cpu_share:.0%}/{theirs.foreign_cpu_share:.0%}"
+
+
 def comparison_report(taskd: TargetRun, reference: TargetRun, found: list[Check]) -> str:
-    headers = ["scenario", "taskd req/s", "reference req/s", "ratio", "needed", "taskd p95 ms"]
-    headers += ["needed", "reference p95 ms", "taskd errors", "verdict"]
-    goals = {goal.scenario: goal for goal in GOALS}
+    headers = ["set", "scenario", "taskd req/s", "reference req/s", "ratio", "needed"]
+    headers += ["taskd p95 ms", "needed", "reference p95 ms", "taskd errors", "other CPU"]
+    headers += ["verdict"]
     rows = []
-    for name in taskd.scenarios.keys() & reference.scenarios.keys():
-        mine, theirs, goal = taskd.scenarios[name], reference.scenarios[name], goals[name]
-        missed = [check for check in found if check.what.startswith(f"{name}:") and not check.met]
+    for data_set, goal, mine, theirs in _pairs(taskd, reference):
+        where = f"{data_set} {goal.scenario}:"
+        missed = [check for check in found if check.what.startswith(where) and not check.met]
         rows.append(
             [
-                name,
+                data_set,
+                goal.scenario,
                 f"{mine.load.requests_per_second:.1f}",
                 f"{theirs.load.requests_per_second:.1f}",
                 f"{_ratio(mine, theirs):.2f}x",
-                f">={goal.min_ratio:g}x",
+                f">={goal.min_ratio:g}x" if goal.min_ratio is not None else "-",
                 _ms(mine.load.latency_ms["p95"]),
                 f"<={goal.max_p95_ms:g}" if goal.max_p95_ms is not None else "-",
                 _ms(theirs.load.latency_ms["p95"]),
                 str(_errors(mine)),
+                _other_cpu(mine, theirs),
                 "MISSED" if missed else "met",
             ]
         )
-    rows.sort(key=lambda row: list(goals).index(row[0]))
     memory = (
         f"peak RSS per worker: taskd {taskd.max_worker_mib:.1f} MiB "
         f"(needed <= {MAX_WORKER_MIB:g}), reference {reference.max_worker_mib:.1f} MiB"
     )
-    missed = [check for check in found if not check.met]
-    lines = ["taskd vs the reference, side by side", _table(headers, rows), memory]
-    for name, result in reference.scenarios.items():
-        if _errors(result):
-            lines.append(
-                f"warning: the reference had {_errors(result)} errors in {name}; "
-                "its figures for that scenario are suspect"
-            )
+    lines = [
+        "taskd vs the reference, side by side (other CPU: taskd's run/the reference's)",
+        _table(headers, rows),
+        memory,
+    ]
+    for data_set, run in reference.sets.items():
+        for name, result in run.scenarios.items():
+            if _errors(result):
+                lines.append(
+                    f"warning: the reference had {_errors(result)} errors in {data_set} {name}; "
+                    "its figures for that scenario are suspect"
+                )
     disturbed = [
-        name
-        for name in taskd.scenarios.keys() & reference.scenarios.keys()
-        if any(run.scenarios[name].notes for run in (taskd, reference))
+        f"{data_set} {goal.scenario}"
+        for data_set, goal, mine, theirs in _pairs(taskd, reference)
+        if mine.notes or theirs.notes
     ]
     if disturbed:
         lines.append(
-            f"warning: the notes above concern {', '.join(sorted(disturbed, key=SCENARIOS.index))}"
+            f"warning: the notes above concern {', '.join(disturbed)}"
             ": those comparisons are unreliable"
         )
+    missed = [check for check in found if not check.met]
     if missed:
         lines.append(f"{len(missed)} of {len(found)} targets MISSED:")
         lines.extend(f"  {check.what}: {check.measured}" for check in missed)
@@ -194,10 +266,12 @@ def comparison_report(taskd: TargetRun, reference: TargetRun, found: list[Check]
     return "\n".join(lines)
 
 
-def run_json(run: TargetRun) -> dict[str, Any]:
+def set_json(run: SetRun) -> dict[str, Any]:
     return {
         "target": run.target,
+        "data_set": run.data_set,
         "started_at": run.started_at,
+        "shape": run.shape,
         "list_bytes": run.list_bytes,
         "max_worker_rss_mib": run.max_worker_mib,
         "scenarios": {
@@ -207,10 +281,19 @@ def run_json(run: TargetRun) -> dict[str, Any]:
                 **asdict(result.load),
                 "memory": asdict(result.memory) | {"max_worker_mib": result.memory.max_worker_mib},
                 "foreign_cpu_share": round(result.foreign_cpu_share, 3),
+                "list_cache_lookups": result.list_cache,
                 "notes": list(result.notes),
             }
             for name, result in run.scenarios.items()
         },
+    }
+
+
+def run_json(run: TargetRun) -> dict[str, Any]:
+    return {
+        "target": run.target,
+        "max_worker_rss_mib": run.max_worker_mib,
+        "sets": {data_set: set_json(one) for data_set, one in run.sets.items()},
     }
 
 

@@ -10,6 +10,7 @@ from typing import Protocol
 
 from harness import HOST, BenchError
 from harness.commands import progress, run
+from harness.population import Population
 from harness.server import Launch
 from harness.tokens import hs256_token
 
@@ -25,6 +26,7 @@ TOKEN_TTL_S = 24 * 3600
 class Taskd:
     executable: Path = DEFAULT_TASKD
     name: str = "taskd"
+    list_cache: bool = True
 
     def prepare(self) -> None:
         if not self.executable.is_file():
@@ -54,6 +56,20 @@ class Taskd:
         return run(command, env=self._env(database_url, secret)).stdout.strip()
 
     @staticmethod
+    def many_users_seed_sql(people: Population) -> str:
+        # What taskd's writes would have left (migration 0008): each user's version counts their
+        # writes, here one create per task, and each task carries the version its create took.
+        # tasks.json is a generated column. The readiness probe may have provisioned a user.
+        users = f"INSERT INTO users (id, version) SELECT user_id, count FROM {people.owners_sql}"  # noqa: S608
+        users += " ON CONFLICT (id) DO UPDATE SET version = excluded.version;"
+        return people.seed_sql(
+            "tasks",
+            identity="OVERRIDING SYSTEM VALUE",
+            before=users,
+            extra_columns={"version": "n"},
+        )
+
+    @staticmethod
     def _env(database_url: str, secret: str) -> dict[str, str]:
         return {"DATABASE_URL": database_url, "BETTER_AUTH_SECRET": secret}
 
@@ -63,6 +79,7 @@ class Reference:
     """FastAPI + SQLModel + psycopg2 under uvicorn, in its own virtualenv."""
 
     name: str = "reference"
+    list_cache: bool = False
 
     def prepare(self) -> None:
         requirements = REFERENCE_DIR / "requirements.txt"
@@ -105,6 +122,10 @@ class Reference:
     def token(self, database_url: str, secret: str, user_id: int) -> str:
         return hs256_token(secret, user_id, TOKEN_TTL_S)
 
+    @staticmethod
+    def many_users_seed_sql(people: Population) -> str:
+        return people.seed_sql("task")
+
 
 class Target(Protocol):
     @property
@@ -114,4 +135,10 @@ class Target(Protocol):
 
     def launch(self, database_url: str, secret: str, port: int, workers: int) -> Launch: ...
 
+    @property
+    def list_cache(self) -> bool:
+        """Whether the server keeps list pages, so that the list-miss data set applies."""
+
     def token(self, database_url: str, secret: str, user_id: int) -> str: ...
+
+    def many_users_seed_sql(self, people: Population) -> str: ...

@@ -3,11 +3,12 @@
 -- every response by status, and done() prints one `BENCH key=value ...` line for run.py.
 local common = {}
 
--- Per-thread results, collected by done() through thread:get().
+-- Per-thread results, collected by done() through thread:get(): counts by status, and the
+-- tasks made, as lines `user_id task_id`.
 statuses = {}
-created_ids = {}
+created_tasks = {}
 
-local function env(name)
+function common.env(name)
   local value = os.getenv(name)
   if value == nil or value == "" then
     error("bench: " .. name .. " is not set; run the scenarios through bench/run.py")
@@ -17,18 +18,33 @@ end
 
 -- The reader owns the 1000 seeded tasks that list, get, update and toggle use; the writer gets
 -- the tasks that create makes and delete removes, so the reader's list stays at 1000 tasks.
-common.reader = { id = env("BENCH_READER_ID"), token = env("BENCH_READER_TOKEN") }
-common.writer = { id = env("BENCH_WRITER_ID"), token = env("BENCH_WRITER_TOKEN") }
+-- (The many-users scenarios of plan.lua have neither: their users and tokens come from files.)
+if os.getenv("BENCH_READER_ID") then
+  common.reader = { id = common.env("BENCH_READER_ID"), token = common.env("BENCH_READER_TOKEN") }
+  common.writer = { id = common.env("BENCH_WRITER_ID"), token = common.env("BENCH_WRITER_TOKEN") }
+end
 
 common.description = "A benchmark task with a realistic description: what to do, why it matters, "
   .. "and a note or two for later, about as long as people actually write them."
 
-function common.request(method, user, path, body)
-  local headers = { ["Authorization"] = "Bearer " .. user.token }
+function common.format(method, token, path, body)
+  local headers = { ["Authorization"] = "Bearer " .. token }
   if body then
     headers["Content-Type"] = "application/json"
   end
-  return wrk.format(method, "/api/" .. user.id .. "/tasks" .. path, headers, body)
+  return wrk.format(method, path, headers, body)
+end
+
+function common.request(method, user, path, body)
+  return common.format(method, user.token, "/api/" .. user.id .. "/tasks" .. path, body)
+end
+
+function common.create_body(n)
+  return string.format('{"title":"Created task %d","description":"%s"}', n, common.description)
+end
+
+function common.update_body(id)
+  return string.format('{"title":"Seed task %s, edited","is_completed":true}', id)
 end
 
 function common.list_request()
@@ -39,9 +55,7 @@ end
 function common.create_requests()
   local requests = {}
   for n = 1, 1000 do
-    local body =
-      string.format('{"title":"Created task %d","description":"%s"}', n, common.description)
-    requests[n] = common.request("POST", common.writer, "", body)
+    requests[n] = common.request("POST", common.writer, "", common.create_body(n))
   end
   return requests
 end
@@ -61,7 +75,7 @@ function common.random_seeded_task(make)
   local requests
   init = function()
     common.init()
-    requests = common.requests_for_ids(common.read_ids("BENCH_READER_IDS"), make)
+    requests = common.requests_for_ids(common.read_lines("BENCH_READER_IDS"), make)
   end
   request = function()
     return common.random_item(requests)
@@ -73,30 +87,36 @@ function common.get_request(id)
 end
 
 function common.update_request(id)
-  local body = string.format('{"title":"Seed task %s, edited","is_completed":true}', id)
-  return common.request("PUT", common.reader, "/" .. id, body)
+  return common.request("PUT", common.reader, "/" .. id, common.update_body(id))
 end
 
 function common.toggle_request(id)
   return common.request("PATCH", common.reader, "/" .. id .. "/complete")
 end
 
-function common.delete_request(id)
+-- A line `user_id task_id` of BENCH_DELETE_TASKS; the one-user scenarios delete the writer's.
+function common.delete_task(line)
+  local user, id = line:match("^(%d+) (%d+)$")
+  return user, id
+end
+
+function common.delete_request(line)
+  local _, id = common.delete_task(line)
   return common.request("DELETE", common.writer, "/" .. id)
 end
 
-function common.read_ids(variable)
-  local ids = {}
-  for line in io.lines(env(variable)) do
-    ids[#ids + 1] = line
+function common.read_lines(variable)
+  local lines = {}
+  for line in io.lines(common.env(variable)) do
+    lines[#lines + 1] = line
   end
-  return ids
+  return lines
 end
 
--- This thread's share of the ids: every thread_count-th, starting at its own index.
+-- This thread's share of the items: every thread_count-th, starting at its own index.
 function common.thread_share(ids)
   local share = {}
-  for i = thread_index, #ids, tonumber(env("BENCH_THREADS")) do
+  for i = thread_index, #ids, tonumber(common.env("BENCH_THREADS")) do
     share[#share + 1] = ids[i]
   end
   return share
@@ -133,7 +153,8 @@ end
 function common.record_created(status, headers, body)
   common.response(status)
   if status == 201 then
-    created_ids[#created_ids + 1] = body:match('"id"%s*:%s*(%d+)')
+    local user = body:match('"user_id"%s*:%s*(%d+)')
+    created_tasks[#created_tasks + 1] = user .. " " .. body:match('"id"%s*:%s*(%d+)')
   end
 end
 
@@ -151,8 +172,8 @@ local function collect()
     for status, count in pairs(thread:get("statuses")) do
       merged[status] = (merged[status] or 0) + count
     end
-    for _, id in ipairs(thread:get("created_ids")) do
-      created[#created + 1] = id
+    for _, line in ipairs(thread:get("created_tasks")) do
+      created[#created + 1] = line
     end
   end
   return merged, created
@@ -160,7 +181,7 @@ end
 
 function common.done(summary, latency)
   local merged, created = collect()
-  local created_path = os.getenv("BENCH_CREATED_IDS")
+  local created_path = os.getenv("BENCH_CREATED_TASKS")
   if created_path and created_path ~= "" then
     write_lines(created_path, created)
   end

@@ -1,4 +1,4 @@
--- create: POST new tasks for the writer, recording their ids (BENCH_CREATED_IDS) for delete.
+-- create: POST new tasks for the writer, recording their ids (BENCH_CREATED_TASKS) for delete.
 local common = require("common")
 local next_request
 

@@ -8,7 +8,7 @@ done = common.done
 
 function init()
   common.init()
-  local ids = common.read_ids("BENCH_READER_IDS")
+  local ids = common.read_lines("BENCH_READER_IDS")
   local gets = common.requests_for_ids(ids, common.get_request)
   local updates = common.requests_for_ids(ids, common.update_request)
   local toggles = common.requests_for_ids(ids, common.toggle_request)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
-from contextlib import nullcontext
 from typing import Any, TypeVar
 
 import psycopg
@@ -105,9 +104,10 @@ class PoolCursor(AsyncCursor[Any]):
 async def in_transaction(
     conn: AsyncConnection[Any], work: Callable[[], Awaitable[T]], *, pipelined: bool = False
 ) -> T:
-    """`await work()` in one transaction (`pipelined`: sent in one pipeline), run again
-    (unprepared) when a pooler refused one of its prepared statements: the refusal aborted the
-    first run, and the rollback undid it.
+    """`await work()` in one transaction, run again (unprepared) when a pooler refused one of its
+    prepared statements: the refusal aborted the first run, and the rollback undid it. With
+    `pipelined`, the transaction is the implicit one of a pipeline on an autocommit connection
+    (no BEGIN or COMMIT, one Sync).
 
     In a pipeline the refusal comes back with the results, from whichever call fetches them, so
     any refusal in the transaction counts, provided the connection was preparing statements."""
@@ -124,5 +124,5 @@ async def in_transaction(
 async def _transaction(
     conn: AsyncConnection[Any], work: Callable[[], Awaitable[T]], pipelined: bool
 ) -> T:
-    async with conn.pipeline() if pipelined else nullcontext(), conn.transaction():
+    async with conn.pipeline() if pipelined else conn.transaction():
         return await work()

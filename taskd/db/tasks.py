@@ -14,7 +14,10 @@ from psycopg.pq import Format, TransactionStatus
 from taskd.db.prepared import in_transaction
 from taskd.db.queries import Query, load_queries
 from taskd.page_cache import (
+    HIT,
     MAX_PATCH,
+    MISS,
+    PATCH,
     CachedPage,
     Changes,
     Page,
@@ -128,9 +131,12 @@ T = TypeVar("T")
 
 
 async def _one_transaction(conn: AsyncConnection, statements: Callable[[], Awaitable[T]]) -> T:
-    """The statements of one write as one transaction sent at once (one round trip): a
-    transaction of its own on an autocommit connection (the pool's), run again whole if a pooler
-    refused a prepared statement in it; else the caller's."""
+    """The statements of one write as one transaction sent at once, in one round trip. Pipelined
+    statements run up to the pipeline's one Sync, which on an autocommit connection (the pool's)
+    ends them as one implicit transaction: committed together, or rolled back together when one
+    fails, and then run again whole if a pooler refused a prepared statement. Elsewhere they are
+    part of the caller's transaction. (psycopg's transaction() would sync, so wait for the
+    server, at BEGIN and again at COMMIT.)"""
     if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
         return await in_transaction(conn, statements, pipelined=True)
     async with conn.pipeline():
@@ -249,6 +255,7 @@ async def list_tasks(
         fresh = refreshed(cached, changes, limit=limit, descending=_descending(sort))
         if fresh is not None:
             cache.put(key, fresh)
+            cache.record(HIT if fresh is cached else PATCH)
             return fresh.page
     query = _LIST_QUERIES[sort]
     after_value, after_id = after if after is not None else (None, None)
@@ -268,12 +275,15 @@ async def list_tasks(
     assert row is not None
     tasks_json, last_value, last_id, version, task_count, more, ids, created_us, sizes = row
     page = Page(b"".join((b"[", tasks_json, b"]")), (last_value, last_id) if more else None)
-    if cache is not None:
+    # Rows are cut out of the page only for a cache that can keep it (none when it is off).
+    if cache is not None and cache.keeps(len(page.json)):
         whole_list = ids is not None and not more and after is None
         rows = None
         if whole_list and completed is None and pattern is None:
             rows = page_rows(page.json, ids, created_us, sizes)
         cache.put(key, CachedPage(page, version, task_count, rows))
+    if cache is not None:
+        cache.record(MISS)
     return page
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import cached_property
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar
@@ -17,8 +18,9 @@ from taskd.config import Settings
 from taskd.db.pool import connection
 from taskd.db.users import provision_user
 from taskd.errors import ApiError, problem
-from taskd.headers import content_length
+from taskd.headers import accepts_gzip, content_length
 from taskd.models import ModelT, parse_body
+from taskd.page_cache import gzip_coded
 from taskd.user_ids import UserId
 
 log = logging.getLogger("taskd")
@@ -82,10 +84,22 @@ class BaseHandler(RequestHandler):
         # Tornado would hash every GET body; task versions get ETags of their own (CONTRACT §8).
         return None
 
-    def send_json(self, body: bytes | str, status: int = 200) -> None:
+    def send_json(
+        self, body: bytes | str, status: int = 200, *, gzipped: Callable[[], bytes] | None = None
+    ) -> None:
+        """Send `body`; when it is large and the client accepts gzip, gzip-coded (`gzipped`
+        gives the coded form, for a body that keeps one; else it is coded here)."""
         self.set_status(status)
         self.set_header("Content-Type", JSON_TYPE)
         if isinstance(body, bytes) and len(body) > LARGE_RESPONSE_BYTES:
+            # Only bodies this large are coded (list and feed pages, the OpenAPI document): never
+            # a Task, which is smaller (and sent as str), so its strong ETag names exactly the
+            # bytes sent. The choice depends on Accept-Encoding, which Vary says.
+            self.add_header("Vary", "Accept-Encoding")
+            if accepts_gzip(self.request.headers.get("Accept-Encoding")):
+                self.set_header("Content-Encoding", "gzip")
+                self.finish(gzipped() if gzipped is not None else gzip_coded(body))
+                return
             # Headers first, so that Tornado sends the body as it is instead of copying it onto
             # the end of the headers (a list page is a few hundred KB).
             self.set_header("Content-Length", len(body))

@@ -54,7 +54,7 @@ class TaskListHandler(TaskResponder):
         if page.next_after is not None:
             next_url = f"{self.request.path}?{query.next_query(page.next_after)}"
             self.set_header("Link", f'<{next_url}>; rel="next"')
-        self.send_json(page.json)
+        self.send_json(page.json, gzipped=lambda: page.gzipped)
 
     async def post(self, _user: str) -> None:
         key = parse_idempotency_key(self.request.headers.get_list(IDEMPOTENCY_KEY))
