@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SOURCES := setup.py $(shell find taskd sql migrations -type f -not -path '*/__pycache__/*')
 export TASKD_DATA_DIR ?= $(CURDIR)/.taskd
 
-.PHONY: run test test-text-ids test-pgbouncer lint typecheck check check-install check-unit check-better-auth check-clients clean bench bench-compare fuzz
+.PHONY: run test test-text-ids test-pgbouncer lint typecheck check check-install check-unit check-better-auth check-clients clean bench bench-compare bench-events fuzz
 
 # A non-editable install, so the tests exercise exactly what `pip install .` ships.
 $(STAMP): $(SOURCES)
@@ -23,7 +23,7 @@ test: $(STAMP)
 # The API tests again on a database of text user ids (Better Auth's default ids, README:
 # Configuration); the rest of the suite does not depend on the kind of ids.
 TEXT_IDS_TESTS := $(patsubst %,tests/test_%.py,tasks_api isolation idempotency changes \
-	page_cache conditional listing data_layer auth openapi)
+	page_cache conditional listing data_layer auth openapi events)
 test-text-ids: $(STAMP)
 	TASKD_TEST_USER_IDS=text $(BIN)/pytest $(TEXT_IDS_TESTS)
 
@@ -74,3 +74,7 @@ bench: $(STAMP)
 
 bench-compare: $(STAMP)
 	$(PYTHON) bench/run.py --compare $(BENCH_ARGS)
+
+# Live updates: write-to-event latency, and 1000 idle streams' memory and cost to the mixed load.
+bench-events: $(STAMP)
+	$(PYTHON) bench/events.py $(BENCH_ARGS)

@@ -11,9 +11,10 @@ from tornado.web import Application, RequestHandler
 from taskd import logs, openapi, routes
 from taskd.auth import AuthMixin, TokenVerifier
 from taskd.config import Settings
-from taskd.handlers import docs, health, tasks
+from taskd.handlers import docs, events, health, tasks
 from taskd.handlers.base import BaseHandler, NotFoundHandler
 from taskd.jwks import JwksCache
+from taskd.live import LiveUpdates
 from taskd.metrics import Metrics
 from taskd.page_cache import PageCache
 from taskd.readiness import Readiness
@@ -71,7 +72,8 @@ def make_app(
     clock they can move)."""
     if settings.database_url is None:
         raise ValueError("DATABASE_URL is required (taskd serve resolves the embedded one)")
-    route_table: list[Route] = [*tasks.ROUTES, *health.ROUTES, *docs.ROUTES]
+    # events first: its path would otherwise match the route of a task whose id is "events".
+    route_table: list[Route] = [*events.ROUTES, *tasks.ROUTES, *health.ROUTES, *docs.ROUTES]
     check_authentication(route_table)
     metrics = Metrics()
     return Application(
@@ -84,6 +86,7 @@ def make_app(
         known_users=set(),
         page_cache=PageCache(settings.list_cache_mb * 1024 * 1024, metrics.observe_list_cache),
         metrics=metrics,
+        live=LiveUpdates(settings, settings.database_url, metrics),
         readiness=Readiness(pool, settings.database_url),
         openapi=orjson.dumps(openapi.build(route_table, user_ids=settings.user_ids)),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -55,6 +56,14 @@ def _refusal(error: jwt.InvalidTokenError) -> str:
     return "The token is invalid."
 
 
+@dataclass(frozen=True)
+class Identity:
+    """Whom a verified token speaks for, and until when (Unix time, the leeway included)."""
+
+    user_id: UserId
+    expires_at: float
+
+
 class TokenVerifier:
     """Verifies bearer tokens by their header's `alg`: HS256 with the shared Better Auth secret,
     Better Auth's asymmetric algorithms with its JWKS. Each is accepted only when configured, and
@@ -77,12 +86,16 @@ class TokenVerifier:
         self._issuer = issuer
         self._audience = audience
         self._options: Any = {"require": ["exp", "sub"], "verify_aud": audience is not None}
-        # Tokens verified lately: token -> (user id, time until which it may be trusted).
-        self._verified: dict[str, tuple[UserId, float]] = {}
+        # Tokens verified lately: token -> (identity, time until which it may be trusted).
+        self._verified: dict[str, tuple[Identity, float]] = {}
 
     async def user_id(self, token: str) -> UserId:
-        """The user the token speaks for; Unauthorized when it is not a valid token, Unavailable
-        when its keys cannot be fetched. An HS256 token never waits for I/O."""
+        """The user the token speaks for; see `identity`."""
+        return (await self.identity(token)).user_id
+
+    async def identity(self, token: str) -> Identity:
+        """The user the token speaks for and its expiry; Unauthorized when it is not a valid
+        token, Unavailable when its keys cannot be fetched. An HS256 token never waits for I/O."""
         if len(token) > MAX_TOKEN_LENGTH:
             raise Unauthorized("The token is too long.", token_sent=True)
         now = time.time()
@@ -104,15 +117,14 @@ class TokenVerifier:
         algorithm = str(header.get("alg"))
         key = await self._key(algorithm, header.get("kid"))
         claims = self._verify(token, key, algorithm)
-        user_id = _subject(claims, self.user_ids)
+        # Valid until it expires as PyJWT judges it (a verified exp is an integer).
+        identity = Identity(_subject(claims, self.user_ids), int(claims["exp"]) + self._leeway)
         # Only tokens of the secret are remembered: a JWKS key can be withdrawn at any refresh.
         if key is self._secret:
             if len(self._verified) >= VERIFIED_TOKENS_MAX:
                 self._verified.clear()
-            # Trusted until it expires as PyJWT judges it (a verified exp is an integer).
-            expires = int(claims["exp"]) + self._leeway
-            self._verified[token] = (user_id, min(expires, now + RECHECK_SECONDS))
-        return user_id
+            self._verified[token] = (identity, min(identity.expires_at, now + RECHECK_SECONDS))
+        return identity
 
     def _verify(self, token: str, key: bytes | PyJWK, algorithm: str) -> dict[str, Any]:
         try:
@@ -187,12 +199,14 @@ class AuthMixin:
     """Authenticates an `/api/{user_id}/...` request in `prepare()`: 401, then 403.
 
     Deny by default: a handler with this mixin cannot run without a verified token whose
-    subject is the URL's user. The verified user id ends up in `self.current_user`.
+    subject is the URL's user. The verified user id ends up in `self.current_user`, and when
+    the token expires in `self.token_expires_at`.
     """
 
     request: HTTPServerRequest
     path_args: list[str]
     current_user: Any
+    token_expires_at: float
 
     @property
     def token_verifier(self) -> TokenVerifier:
@@ -201,9 +215,10 @@ class AuthMixin:
     async def authenticate(self) -> UserId:
         token = bearer_token(self.request.headers.get("Authorization"))
         verifier = self.token_verifier
-        user_id = await verifier.user_id(token)
+        identity = await verifier.identity(token)
         # As integers (a URL's "007" is user 7), or as exact strings.
-        if parse_user_id(verifier.user_ids, self.path_args[0]) != user_id:
+        if parse_user_id(verifier.user_ids, self.path_args[0]) != identity.user_id:
             raise ApiError(403, "The token does not grant access to this user's tasks.")
-        self.current_user = user_id
-        return user_id
+        self.current_user = identity.user_id
+        self.token_expires_at = identity.expires_at
+        return identity.user_id

@@ -21,12 +21,13 @@ import base64
 import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
 from taskd.db.tasks import TOMBSTONE_RETENTION_DAYS, ChangesPage
-from taskd.errors import ApiError
-from taskd.listing import invalid_parameter, query_text
+from taskd.errors import ApiError, unprocessable
+from taskd.listing import query_text
 
 TOKEN_FORMAT = 2
 TOKEN_MAX_CHARS = 1024
@@ -41,6 +42,11 @@ class FeedToken:
     at: int  # when the client last had everything up to `after` (Unix time)
     upto: tuple[int, int] | None = None  # while a run of pages lasts: its version, and when
 
+    @classmethod
+    def beginning(cls, now: int) -> FeedToken:
+        """Where a client without a token starts: before the user's first version."""
+        return cls(after=0, after_id=None, at=now)
+
     def encode(self) -> str:
         fields = {
             "v": TOKEN_FORMAT,
@@ -53,6 +59,19 @@ class FeedToken:
     @property
     def upto_version(self) -> int | None:
         return None if self.upto is None else self.upto[0]
+
+    def position(self) -> dict[str, Any]:
+        """The arguments of db.tasks.task_changes that read the page after this token."""
+        return {"after": (self.after, self.after_id), "upto": self.upto_version}
+
+    def check_reached_by(self, page: ChangesPage) -> None:
+        """410 when `page` was read from a database whose user's version is behind this token:
+        it was restored from an older copy, or lost writes in a failover. The changes since
+        cannot be told."""
+        if page.version < (self.upto_version or self.after):
+            raise ApiError(
+                410, f"The token names changes this database does not have: {START_AGAIN}."
+            )
 
     def following(self, page: ChangesPage, now: int) -> FeedToken:
         """The token of the poll after `page`."""
@@ -67,10 +86,15 @@ class FeedToken:
 def parse_since(arguments: Mapping[str, list[bytes]], now: int) -> FeedToken | None:
     """The token in `since`, or None for the beginning; 422 if it is not ours, 410 if it is
     too old or from before this token format."""
-    text = query_text(arguments, "since")
+    return parse_token(query_text(arguments, "since"), now, ["query", "since"])
+
+
+def parse_token(text: str | None, now: int, loc: list[str | int]) -> FeedToken | None:
+    """The token `text`, which came from `loc` (`since`, or an event stream's Last-Event-ID),
+    or None for the beginning; 422 naming `loc` if it is not ours, 410 as for `since`."""
     if not text:
         return None
-    token = decode(text)
+    token = decode(text, loc)
     if now - token.at > RETENTION_SECONDS:
         raise ApiError(
             410,
@@ -80,8 +104,8 @@ def parse_since(arguments: Mapping[str, list[bytes]], now: int) -> FeedToken | N
     return token
 
 
-def decode(text: str) -> FeedToken:
-    invalid = invalid_parameter("since", "is not a token returned by this endpoint")
+def decode(text: str, loc: list[str | int]) -> FeedToken:
+    invalid = unprocessable(loc, "is not a token returned by this endpoint", "value_error")
     if len(text) > TOKEN_MAX_CHARS:
         raise invalid
     try:

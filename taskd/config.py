@@ -16,6 +16,10 @@ from urllib.parse import urlsplit
 
 from taskd.user_ids import INTEGER, KINDS
 
+# Proxies commonly close a response that has been silent for 30 to 60 s; an event stream says
+# something at least this often.
+MAX_HEARTBEAT_SECONDS = 15.0
+
 
 class ConfigError(Exception):
     """A setting has a bad value; the message starts with the variable's name."""
@@ -50,6 +54,13 @@ def _positive_seconds(value: str) -> float:
         raise ValueError(f"must be a number of seconds, got {value!r}") from None
     if not number > 0 or number == float("inf"):
         raise ValueError(f"must be a positive number of seconds, got {value!r}")
+    return number
+
+
+def _heartbeat_seconds(value: str) -> float:
+    number = _positive_seconds(value)
+    if number > MAX_HEARTBEAT_SECONDS:
+        raise ValueError(f"must be at most {MAX_HEARTBEAT_SECONDS:g} seconds, got {value!r}")
     return number
 
 
@@ -209,6 +220,39 @@ OPTIONS: tuple[Option, ...] = (
         "seconds a stopping server gives the requests in flight to finish",
     ),
     Option(
+        "listen_url",
+        "TASKD_LISTEN_URL",
+        "--listen-url",
+        "",
+        _database_url,
+        "PostgreSQL URL of each worker's LISTEN session for live updates: the server itself "
+        "(or Citus's coordinator), never PgBouncer in transaction mode; unset: DATABASE_URL",
+    ),
+    Option(
+        "event_streams_max",
+        "TASKD_EVENT_STREAMS_MAX",
+        "--event-streams-max",
+        "1000",
+        _int_at_least(1),
+        "live-update streams each worker keeps open; past it a new one gets a 429",
+    ),
+    Option(
+        "event_streams_per_user",
+        "TASKD_EVENT_STREAMS_PER_USER",
+        "--event-streams-per-user",
+        "10",
+        _int_at_least(1),
+        "live-update streams one user may keep open in each worker; past it a 429",
+    ),
+    Option(
+        "event_heartbeat",
+        "TASKD_EVENT_HEARTBEAT",
+        "--event-heartbeat",
+        "15",
+        _heartbeat_seconds,
+        "seconds between the comment lines that keep a quiet live-update stream open (<= 15)",
+    ),
+    Option(
         "jwt_leeway",
         "TASKD_JWT_LEEWAY",
         "--jwt-leeway",
@@ -283,6 +327,10 @@ class Settings:
     list_cache_mb: int
     workers: int
     drain_timeout: float
+    listen_url: str | None
+    event_streams_max: int
+    event_streams_per_user: int
+    event_heartbeat: float
     jwt_leeway: int
     jwt_issuer: str | None
     jwt_audience: str | None

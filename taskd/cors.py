@@ -9,7 +9,8 @@ from __future__ import annotations
 
 # What a page may send (a preflight's Access-Control-Request-Headers) and may read back.
 REQUEST_HEADERS = (
-    "Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key, X-Request-ID"
+    "Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key, Last-Event-ID, "
+    "X-Request-ID"
 )
 EXPOSED_HEADERS = "ETag, Location, Link, Retry-After, WWW-Authenticate, X-Request-ID"
 

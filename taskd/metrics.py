@@ -93,6 +93,13 @@ class Metrics:
         self.pool_max = gauge(
             "taskd_db_pool_max_connections", "Database connections the pools may open"
         )
+        self.event_streams = gauge(
+            "taskd_event_streams_open", "Live-update streams (tasks/events) open"
+        )
+        self.listeners_connected = gauge(
+            "taskd_event_listeners_connected",
+            "Workers whose change listener has its LISTEN session (one per worker when healthy)",
+        )
         self.list_cache: Counter = Counter(
             "taskd_list_cache_lookups",
             "List pages looked up in the workers' page caches, by outcome: hit (unchanged, "
@@ -112,6 +119,9 @@ class Metrics:
     def observe_server(self, in_flight: int, pool_stats: Mapping[str, int]) -> None:
         self.in_flight.set(in_flight)
         self.observe_pool(pool_stats)
+
+    def observe_listener(self, connected: bool) -> None:
+        self.listeners_connected.set(1 if connected else 0)
 
     def observe_pool(self, stats: Mapping[str, int]) -> None:
         """Record psycopg_pool's `get_stats()`."""

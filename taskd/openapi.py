@@ -233,6 +233,33 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         ],
         errors=[410],
     ),
+    ("GET", TASKS + "/events"): Operation(
+        "streamTaskChanges",
+        "Live updates: the change feed as Server-Sent Events, pushed as changes commit",
+        "tasks",
+        200,
+        "A `text/event-stream` that stays open. Each event's `data:` is one page of the change "
+        "feed (a TaskChanges, on one line) and its `id:` that page's `next` token. The first "
+        "event comes at once (the feed from `since`, `Last-Event-ID` or the beginning, as "
+        "listTaskChanges answers it, with no deletions when it starts from the beginning); "
+        "then one event per page of changes, as they commit. A comment line (`: heartbeat`) "
+        "comes after TASKD_EVENT_HEARTBEAT (15) s of silence. The stream ends, between two "
+        "events, when the token expires or the server stops: reconnect with a fresh token and "
+        "`Last-Event-ID`.",
+        {"text/event-stream": {"schema": {"type": "string"}}},
+        parameters=[
+            {
+                "name": "since",
+                "in": "query",
+                "description": "Start after this token (a `next` or an event id); absent: from "
+                "the beginning. `Last-Event-ID` wins when both are sent.",
+                "schema": {"type": "string"},
+            },
+            _parameter("LastEventId"),
+            LIMIT,
+        ],
+        errors=[410, 429],
+    ),
     ("GET", TASK_PATH): Operation(
         "getTask",
         "Get a task",
@@ -359,6 +386,13 @@ HEADER_PARAMETERS = {
         "(weak comparison; `*`: any version).",
         "schema": {"type": "string"},
     },
+    "LastEventId": {
+        "name": "Last-Event-ID",
+        "in": "header",
+        "description": "The id of the last event received: the stream resumes right after it, "
+        "with no change missed or repeated.",
+        "schema": {"type": "string"},
+    },
     "IdempotencyKey": {
         "name": IDEMPOTENCY_KEY,
         "in": "header",
@@ -387,6 +421,11 @@ ERRORS = {
     412: ("PreconditionFailed", "If-Match names no current version of the task.", "Problem"),
     413: ("PayloadTooLarge", f"The body is over {MAX_BODY_BYTES} bytes.", "Problem"),
     415: ("UnsupportedMediaType", "The body is not application/json.", "Problem"),
+    429: (
+        "TooManyRequests",
+        "As many event streams are open as the server allows, for this user or in all.",
+        "Problem",
+    ),
     431: (
         "RequestHeaderFieldsTooLarge",
         f"The request's header fields total more than {MAX_HEADER_BYTES // 1024} KiB "
@@ -404,7 +443,7 @@ ERRORS = {
         "Problem",
     ),
 }
-ERROR_HEADERS = {
+ERROR_HEADERS: dict[int, dict[str, Any]] = {
     401: {
         "WWW-Authenticate": {
             "description": 'The Bearer challenge, with `error="invalid_token"` when a token '
@@ -413,13 +452,8 @@ ERROR_HEADERS = {
             "schema": {"type": "string"},
         }
     },
-    503: {
-        "Retry-After": {
-            "description": "Seconds to wait before retrying.",
-            "required": True,
-            "schema": {"type": "integer", "minimum": 1},
-        }
-    },
+    429: {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}},
+    503: {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}},
 }
 
 
@@ -519,6 +553,11 @@ def _components(user_ids: str) -> dict[str, Any]:
                 "the client sent (1-128 of `A-Za-z0-9._:-`), else a new one.",
                 "required": True,
                 "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+            },
+            "RetryAfter": {
+                "description": "Seconds to wait before retrying.",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1},
             },
             "ETag": {
                 "description": "The task's version (strong), for If-Match and If-None-Match.",

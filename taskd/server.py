@@ -25,6 +25,7 @@ from taskd.config import Settings
 from taskd.db.pool import make_pool, open_pool
 from taskd.drain import DrainingHTTPServer
 from taskd.early_answers import HeldAnswer, HeldRequest
+from taskd.live import LiveUpdates
 from taskd.metrics import Metrics
 
 log = logging.getLogger("taskd")
@@ -170,11 +171,15 @@ async def _serve_with(
     refresh_metrics()
     refresh = PeriodicCallback(refresh_metrics, METRICS_REFRESH_MS)
     refresh.start()
+    live: LiveUpdates = app.settings["live"]
+    live.listener.start()
     stop = _stop_requested()
     server.add_sockets(sockets)
     on_ready()
     await stop.wait()
     on_stopping()
+    # Event streams never finish by themselves: they end now, each between two events.
+    live.end_streams()
     log.info(
         "stopping: no new connections; %d request(s) in flight get %g s to finish",
         server.in_flight.count,
@@ -184,6 +189,7 @@ async def _serve_with(
     if cut_off:
         log.warning("drain deadline passed: %d request(s) cut off", cut_off)
     refresh.stop()
+    await live.close_listener()
 
 
 def _stop_requested() -> asyncio.Event:

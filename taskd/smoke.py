@@ -221,6 +221,7 @@ class SmokeTest:
             token=self.token,
             check=lambda r: "" if r.json() == task else f"got {r.json()!r}",
         )
+        self._stream_step(tasks, item)
         renamed = task["title"] + " (renamed)"
         self.step(
             "update it",
@@ -241,6 +242,38 @@ class SmokeTest:
         )
         self.step("delete it", "DELETE", item, 204, token=self.token)
         self.step("it is gone", "GET", item, 404, token=self.token)
+
+    def _stream_step(self, tasks: str, item: str) -> None:
+        """Live updates: a stream's first event comes at once, and a change made on another
+        connection arrives on it as an event."""
+        path = f"{tasks}/events"
+        step = Step("live updates push a change", "GET", path, 200)
+        self.steps.append(step)
+        started = time.monotonic()
+        headers = {"Accept": "text/event-stream", "Authorization": f"Bearer {self.token}"}
+        # An http(s) URL: base_url_of checked the scheme.
+        request = urllib.request.Request(self.base_url + path, headers=headers)  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as stream:  # noqa: S310
+                step.status = stream.status
+                step.detail = _stream_detail(stream, lambda: self._touch(item))
+        except urllib.error.HTTPError as error:
+            step.status = error.code
+            step.detail = _problem_detail(Response(error.code, error.headers, error.read()))
+            error.close()
+        except (OSError, http.client.HTTPException, ValueError, KeyError) as error:
+            step.detail = str(getattr(error, "reason", error))
+        step.passed = step.status == 200 and not step.detail
+        step.ms = (time.monotonic() - started) * 1000
+        self.on_step(step)
+
+    def _touch(self, item: str) -> dict[str, Any]:
+        """Change the task on a connection of its own; the task as changed."""
+        response = self._send("PATCH", f"{item}/complete", self.token, {"is_completed": False})
+        if response.status != 200:
+            raise ValueError(f"PATCH {item}/complete answered {response.status}")
+        task: dict[str, Any] = response.json()
+        return task
 
     def _clean_up(self, item: str) -> None:
         """Delete the task unless a step already did."""
@@ -265,6 +298,37 @@ class SmokeTest:
             f"{verdict}: {counts['passed']} passed, {counts['failed']} failed "
             f"against {self.base_url} as user {self.user_id}"
         )
+
+
+def _next_event(stream: Any) -> dict[str, Any]:
+    """The data of the stream's next event, past heartbeat comments."""
+    data: list[str] = []
+    while True:
+        line = stream.readline().decode()
+        if not line:
+            raise ValueError("the stream ended")
+        line = line.rstrip("\n")
+        if line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+        elif not line and data:
+            event: dict[str, Any] = json.loads("\n".join(data))
+            return event
+
+
+def _stream_detail(stream: Any, change: Callable[[], dict[str, Any]]) -> str:
+    """What is wrong with an open event stream that `change()` should show up on ("" if
+    nothing)."""
+    media_type = stream.headers.get("Content-Type", "")
+    if media_type != "text/event-stream":
+        return f"Content-Type is {media_type!r}"
+    first = _next_event(stream)
+    if set(first) != {"tasks", "deleted", "next", "has_more"}:
+        return f"the first event is {first!r}"
+    changed = change()
+    pushed = _next_event(stream)
+    if changed not in pushed["tasks"]:
+        return f"the change did not arrive: {pushed!r}"
+    return ""
 
 
 def another_user(user: UserId) -> UserId:

@@ -17,7 +17,7 @@ from taskd.smoke import DEFAULT_USER_IDS, another_user
 
 
 def expected_lines(user: int | str) -> list[str]:
-    """Patterns of the 12 step lines, in order: every endpoint, and 401/401/403/404."""
+    """Patterns of the 13 step lines, in order: every endpoint, and 401/401/403/404."""
     tasks = f"/api/{user}/tasks"
     item = tasks + r"/\d+"
     return [
@@ -29,6 +29,7 @@ def expected_lines(user: int | str) -> list[str]:
         rf"PASS  create a task: POST {tasks} -> 201",
         rf"PASS  list finds it: GET {tasks}\?q=taskd\+smoke\+\w+ -> 200",
         rf"PASS  get it: GET {item} -> 200",
+        rf"PASS  live updates push a change: GET {tasks}/events -> 200",
         rf"PASS  update it: PUT {item} -> 200",
         rf"PASS  toggle its completion: PATCH {item}/complete -> 200",
         rf"PASS  delete it: DELETE {item} -> 204",
@@ -67,7 +68,7 @@ def test_smoke_passes_every_step_and_leaves_nothing_behind(
     assert len(steps) == len(patterns), result.stdout
     for line, pattern in zip(steps, patterns, strict=True):
         assert re.fullmatch(pattern + r" \[\d+ ms\]", line), (line, pattern)
-    assert summary == f"PASS: 12 passed, 0 failed against {server} as user {user}"
+    assert summary == f"PASS: 13 passed, 0 failed against {server} as user {user}"
     assert tasks_of(external_env["DATABASE_URL"], user) == before
 
 
@@ -81,8 +82,8 @@ def test_smoke_json_report(server, external_env, workdir: Path) -> None:
     assert report["passed"] is True
     assert report["url"] == server
     assert report["user_id"] == user
-    assert report["summary"] == {"passed": 12, "failed": 0}
-    assert [step["passed"] for step in report["steps"]] == [True] * 12
+    assert report["summary"] == {"passed": 13, "failed": 0}
+    assert [step["passed"] for step in report["steps"]] == [True] * 13
     first = report["steps"][0]
     assert set(first) == {"name", "method", "path", "expected", "status", "passed", "detail", "ms"}
     assert (first["method"], first["path"], first["status"]) == ("GET", "/healthz", 200)

@@ -11,6 +11,7 @@ from psycopg.abc import Buffer
 from psycopg.adapt import Loader
 from psycopg.pq import Format, TransactionStatus
 
+from taskd.db.listener import notify_change
 from taskd.db.prepared import in_transaction
 from taskd.db.queries import Query, load_queries
 from taskd.page_cache import (
@@ -127,6 +128,17 @@ async def _fetch_task(
     return None if row is None else _rendered(*row)
 
 
+async def _announced(
+    conn: AsyncConnection, user_id: UserId, task: RenderedTask | None
+) -> RenderedTask | None:
+    """`task`, once the live-update streams have been told of the write that returned it (if
+    one did)."""
+    if task is not None:
+        assert task.version is not None
+        await notify_change(conn, user_id=user_id, version=task.version)
+    return task
+
+
 T = TypeVar("T")
 
 
@@ -158,7 +170,9 @@ async def create_task(
     cursor = await _one_transaction(conn, take_version_and_insert)
     row = await cursor.fetchone()
     assert row is not None
-    return _rendered(*row)
+    task_id, version, json = row
+    await notify_change(conn, user_id=user_id, version=version)
+    return _rendered(task_id, version, json)
 
 
 async def get_task(conn: AsyncConnection, *, user_id: UserId, task_id: int) -> RenderedTask | None:
@@ -196,7 +210,7 @@ async def update_task(
         description=description,
         is_completed=is_completed,
     )
-    return await _fetch_task(conn, query, params)
+    return await _announced(conn, user_id, await _fetch_task(conn, query, params))
 
 
 async def toggle_task(
@@ -206,7 +220,7 @@ async def toggle_task(
     params = query.bind(
         user_id=user_id, task_id=task_id, if_match=versions_named(if_match, task_id)
     )
-    return await _fetch_task(conn, query, params)
+    return await _announced(conn, user_id, await _fetch_task(conn, query, params))
 
 
 async def delete_task(
@@ -232,6 +246,7 @@ async def delete_task(
     if row is None or await deleted.fetchone() is None:
         return None
     version: int = row[0]
+    await notify_change(conn, user_id=user_id, version=version)
     return version
 
 

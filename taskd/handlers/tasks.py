@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from taskd.changes import START_AGAIN, FeedToken, parse_since, render
+from taskd.changes import FeedToken, parse_since, render
 from taskd.db import tasks as db
 from taskd.db.idempotency import create_task_once
 from taskd.db.pool import connection
@@ -204,23 +204,17 @@ class TaskChangesHandler(ApiHandler):
         moment = int(time.time())
         since = parse_since(self.request.query_arguments, moment)
         limit = parse_limit(self.request.query_arguments)
-        token = since or FeedToken(after=0, after_id=None, at=moment)
+        token = since or FeedToken.beginning(moment)
         async with connection(self.pool) as conn:
             page = await db.task_changes(
                 conn,
                 user_id=self.current_user,
-                after=(token.after, token.after_id),
-                upto=token.upto_version,
                 # From the beginning, every task there is stands for itself.
                 with_deletions=since is not None,
                 limit=limit,
+                **token.position(),
             )
-        if page.version < (token.upto_version or token.after):
-            # Versions the client has seen are not in this database: it was restored from an
-            # older copy, or lost writes in a failover. Its changes since cannot be told.
-            raise ApiError(
-                410, f"The token names changes this database does not have: {START_AGAIN}."
-            )
+        token.check_reached_by(page)
         self.send_json(render(page, token.following(page, moment)))
 
 
