@@ -44,20 +44,25 @@ RETURNING version
 greatest(now(), ((updated_at AT TIME ZONE 'UTC') + interval '1 microsecond') AT TIME ZONE 'UTC')
 
 -- name: take_next_version
--- A create's first statement (taskd/db/tasks.py runs the two in one transaction): provisions
--- the user, and takes and locks their next version.
-INSERT INTO users AS known (id, version) VALUES (%(user_id)s, 1)
-ON CONFLICT (id) DO UPDATE SET version = known.version + 1
-RETURNING version;
+-- A create's first statement (taskd/db/tasks.py sends the two in one transaction, in one round
+-- trip): provisions the user, and takes and locks their next version, which it keeps for the
+-- second in a setting local to the transaction. set_config runs where the SELECT runs: with
+-- Citus, on the coordinator, which then evaluates current_setting() for the insert.
+WITH taken AS (
+    INSERT INTO users AS known (id, version) VALUES (%(user_id)s, 1)
+    ON CONFLICT (id) DO UPDATE SET version = known.version + 1
+    RETURNING version
+)
+SELECT set_config('taskd.version', version::text, true) FROM taken;
 
 -- name: insert_task
--- A create's second statement: the task, stamped with the version the first one took, passed
--- back as a parameter. Not read from users here: an INSERT ... SELECT into a table with an
--- identity column cannot run on the user's Citus shard (nextval is evaluated by the
--- coordinator), so Citus would read users on every shard and insert through the coordinator
--- with a two-phase commit; INSERT ... VALUES goes to the user's shard alone.
+-- A create's second statement: the task, stamped with the version the first one took. VALUES,
+-- not SELECT FROM users: Citus cannot run an INSERT ... SELECT into a table with an identity on
+-- the user's shard (the coordinator evaluates nextval), and would read users on every shard and
+-- insert through the coordinator with a two-phase commit.
 INSERT INTO tasks (user_id, title, description, created_at, updated_at, version)
-VALUES (%(user_id)s, %(title)s, %(description)s, now(), now(), %(version)s)
+VALUES (%(user_id)s, %(title)s, %(description)s, now(), now(),
+        current_setting('taskd.version')::bigint)
 RETURNING id, version, json;
 
 -- name: get_task

@@ -193,7 +193,7 @@ OPTIONS: tuple[Option, ...] = (
         "--prepare-threshold",
         "5",
         _prepare_threshold,
-        "executions before psycopg prepares a query; 'none' behind PgBouncer (transaction mode)",
+        "executions before psycopg prepares a query; 'none': never (nor after a pooler refuses)",
     ),
     Option(
         "list_cache_mb",

@@ -1,14 +1,21 @@
 """Better Auth's public signing keys: a JWKS fetched over HTTP, cached, and refetched sparingly.
 
-The cache policy (the README's "Better Auth" section says the same for operators):
+The cache policy, per worker process (the README's "Better Auth" section says the same for
+operators):
 - The set is fetched when a token needs a key and nothing is cached, when a token names a `kid`
-  the cached set lacks, and when the cached set is older than `max_age` (10 minutes): a key
-  removed from the JWKS stops verifying at the next refetch, 10 minutes later at the latest.
-- While keys are cached, the JWKS is asked at most once per `refetch_interval` (30 s) however
-  many unknown kids arrive, and requests that need a fetch under way wait for it and share it.
-- A failed fetch (refused, timed out, not 200, not a JWKS, no usable key) keeps the cached set.
-  With nothing cached, it is a 503 for the requests that needed keys, and the next attempt waits
-  `outage_retry` seconds (the Retry-After those requests get).
+  the cached set lacks, and when the cached set is `max_age` (10 s) old; requests that need a
+  fetch under way wait for it and share it.
+- Two fetches are at least `refetch_interval` (2 s) apart, however many unknown kids arrive: a
+  flood of made-up kids costs the JWKS one request per worker per 2 s. A key the JWKS newly
+  publishes is therefore accepted within 2 s (and a fetch) of its publication, and a key it
+  removes stops verifying within 10 s (and a fetch).
+- Each fetch after the first sends the ETag it last got as If-None-Match: an unchanged set is a
+  304 with no body. An unchanged set (a 304, or the same document) is neither parsed nor logged
+  again.
+- A failed fetch (refused, timed out, not 200 or 304, not a JWKS, no usable key) keeps the cached
+  set, and the next attempt waits `cached_outage_retry` (30 s), so that an outage does not hold
+  up a request every 2 s. With nothing cached, it is a 503 for the requests that needed keys, and
+  the next attempt waits `outage_retry` (2 s, the Retry-After those requests get).
 """
 
 from __future__ import annotations
@@ -119,8 +126,9 @@ class JwksCache:
         url: str,
         *,
         timeout: float = 3.0,
-        refetch_interval: float = 30.0,
-        max_age: float = 600.0,
+        refetch_interval: float = 2.0,
+        max_age: float = 10.0,
+        cached_outage_retry: float = 30.0,
         outage_retry: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -128,9 +136,13 @@ class JwksCache:
         self._timeout = timeout
         self._refetch_interval = refetch_interval
         self._max_age = max_age
+        self._cached_outage_retry = cached_outage_retry
         self._outage_retry = outage_retry
         self._clock = clock
         self._keys: KeySet | None = None
+        # The answer the cached keys came from: its ETag, and its body.
+        self._etag: str | None = None
+        self._document = b""
         self._fetched_at = -math.inf
         self._next_fetch_at = -math.inf
         self._fetch: asyncio.Future[None] | None = None
@@ -171,10 +183,11 @@ class JwksCache:
                 error,
                 "keeping the cached keys" if cached else "no keys to verify tokens with",
             )
-            retry = self._refetch_interval if cached else self._outage_retry
+            retry = self._cached_outage_retry if cached else self._outage_retry
             self._next_fetch_at = self._clock() + retry
         else:
-            log.info("JWKS %s: %d usable keys", self.url, keys.size)
+            if keys is not self._keys:
+                log.info("JWKS %s: %d usable keys", self.url, keys.size)
             self._keys = keys
             self._fetched_at = self._clock()
             self._next_fetch_at = self._fetched_at + self._refetch_interval
@@ -182,13 +195,27 @@ class JwksCache:
             self._fetch = None
 
     async def _download(self) -> KeySet:
+        """The set at the URL: the cached one again when the JWKS has not changed (a 304, or the
+        same document again from a JWKS without ETags)."""
+        headers = {"Accept": "application/json"}
+        if self._keys is not None and self._etag is not None:
+            headers["If-None-Match"] = self._etag
         try:
             response = await AsyncHTTPClient().fetch(
                 self.url,
-                headers={"Accept": "application/json"},
+                headers=headers,
                 connect_timeout=self._timeout,
                 request_timeout=self._timeout,
+                raise_error=False,
             )
         except (HTTPClientError, OSError) as error:
             raise JwksError(f"fetch failed: {error}") from None
-        return KeySet.parse(response.body)
+        if response.code == 304 and self._keys is not None:
+            return self._keys
+        if response.code != 200:
+            raise JwksError(f"fetch failed: HTTP {response.code}")
+        if response.body == self._document and self._keys is not None:
+            return self._keys
+        keys = KeySet.parse(response.body)
+        self._etag, self._document = response.headers.get("ETag"), response.body
+        return keys

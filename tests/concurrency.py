@@ -8,7 +8,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import psycopg
-from conftest import CITUS_URL
+from conftest import CITUS_URL, connect
 from tornado.httpclient import HTTPResponse
 
 # On Citus the requests wait on the worker that holds the row: citus_stat_activity shows the
@@ -20,7 +20,8 @@ LOCK_WAITERS = (
 
 
 async def wait_for_lock_waiters(database_url: str, count: int, timeout: float = 10) -> None:
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+    # Polling runs one query many times: conftest's connection does not prepare it behind PgBouncer.
+    async with await connect(database_url) as conn:
         deadline = time.monotonic() + timeout
         while True:
             cursor = await conn.execute(LOCK_WAITERS)

@@ -6,8 +6,9 @@ Each run creates its own database there, migrates it, and drops it at the end.
 
 With `TASKD_TEST_PGBOUNCER_URL` (a PgBouncer in transaction mode in front of that server, as
 `make test-pgbouncer` starts one), the app and the tests' own connections reach the database
-through PgBouncer, with prepared statements off as the README advises; creating, migrating and
-dropping databases still goes straight to the server (see `through_pgbouncer`).
+through PgBouncer: the app with its default settings (it turns prepared statements off itself
+when PgBouncer refuses one), the tests' own connections with prepared statements off; creating,
+migrating and dropping databases still goes straight to the server (see `through_pgbouncer`).
 
 With `TASKD_TEST_USER_IDS=text` the run's shared database is migrated for text user ids, the app
 is configured for them, and every fresh user (`user_id`, `new_user_id()`) has an id as Better
@@ -47,8 +48,6 @@ from taskd.user_ids import INTEGER, KINDS, TEXT, UserId
 
 SECRET = "test-secret-" + "x" * 32
 PGBOUNCER_URL = os.environ.get("TASKD_TEST_PGBOUNCER_URL")
-# What a deployment behind a transaction pooler sets (README: behind PgBouncer or Neon's pooler).
-POOLER_SETTINGS = {"TASKD_PREPARE_THRESHOLD": "none"} if PGBOUNCER_URL else {}
 CITUS_URL = os.environ.get("TASKD_TEST_CITUS_URL")
 USER_IDS = os.environ.get("TASKD_TEST_USER_IDS", INTEGER)
 if USER_IDS not in KINDS:
@@ -197,7 +196,6 @@ def settings(database_url: str) -> Settings:
             "BETTER_AUTH_SECRET": SECRET,
             "TASKD_POOL_MAX": "4",
             "TASKD_USER_IDS": USER_IDS,
-            **POOLER_SETTINGS,
         }
     )
 
@@ -351,5 +349,4 @@ def external_env(environ: dict[str, str], database_url: str) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "BETTER_AUTH_SECRET": SECRET,
         "TASKD_USER_IDS": USER_IDS,
-        **POOLER_SETTINGS,
     }

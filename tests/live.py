@@ -65,11 +65,13 @@ def request(
     *,
     token: str | None = None,
     json_body: Any = None,
+    headers: dict[str, str] | None = None,
     timeout: float = 10,
 ) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP request; returns (status, headers, body) for every status, 4xx/5xx included."""
+    """One HTTP request on a new connection; returns (status, headers, body) for every status,
+    4xx/5xx included."""
     parts = urlsplit(url)
-    headers = {}
+    headers = dict(headers or {})
     body = None
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"

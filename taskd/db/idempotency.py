@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from psycopg import AsyncConnection
 
+from taskd.db.prepared import in_transaction
 from taskd.db.queries import load_queries
 from taskd.db.tasks import RenderedTask, create_task
 from taskd.db.users import provision_user
@@ -35,7 +36,8 @@ async def create_task_once(
     free; concurrent calls with one key queue on its primary key, and only the first creates."""
     forget = _QUERIES["forget_expired_idempotency_keys"]
     await conn.execute(forget.sql, forget.bind(user_id=user_id, ttl=IDEMPOTENCY_KEY_TTL))
-    async with conn.transaction():
+
+    async def claim_key() -> RenderedTask | None:
         claim = _QUERIES["claim_idempotency_key"]
         # Which keys count as expired, from this clock: the TTL dwarfs any clock skew.
         expired_before = datetime.now(UTC) - IDEMPOTENCY_KEY_TTL
@@ -63,8 +65,10 @@ async def create_task_once(
         lookup = _QUERIES["get_idempotency_key"]
         cursor = await conn.execute(lookup.sql, lookup.bind(user_id=user_id, key=key))
         row = await cursor.fetchone()
-    assert row is not None
-    used_fingerprint, task_id, task_etag, task_json = row
-    if used_fingerprint != fingerprint:
-        return None
-    return RenderedTask(task_id, task_etag, task_json)
+        assert row is not None
+        used_fingerprint, task_id, task_etag, task_json = row
+        if used_fingerprint != fingerprint:
+            return None
+        return RenderedTask(task_id, task_etag, task_json)
+
+    return await in_transaction(conn, claim_key)

@@ -3,6 +3,8 @@
 A database outage is a 503 as well, however the database fails: refusing connections, closing
 them (a restart), or going silent (a network partition, a frozen server). The pool replaces the
 connections it lost and recovers on its own once the database is back.
+
+Its connections prepare statements until a transaction pooler refuses one (taskd/db/prepared.py).
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import select
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
+from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout, TooManyRequests
 
 from taskd.config import Settings
+from taskd.db.prepared import PoolConnection, PreparedStatements
 from taskd.errors import Unavailable
 
 log = logging.getLogger("taskd")
@@ -43,15 +47,16 @@ def connect_timeout(deadline: float) -> int:
     return max(1, round(deadline))
 
 
-def make_pool(settings: Settings, database_url: str) -> AsyncConnectionPool:
+def make_pool(settings: Settings, database_url: str) -> AsyncConnectionPool[Any]:
     """One pool per worker process; TASKD_POOL_MAX is the total across the workers."""
     max_size = max(1, settings.pool_max // settings.workers)
     timeout_ms = int(settings.db_timeout * 1000)
+    prepared_statements = PreparedStatements(settings.prepare_threshold)
 
-    async def configure(conn: AsyncConnection) -> None:
+    async def configure(conn: PoolConnection) -> None:
+        prepared_statements.adopt(conn)
         # A query that outlives the deadline is cancelled by the server and answered 503.
         await conn.execute("SELECT set_config('statement_timeout', %s, false)", [str(timeout_ms)])
-        conn.prepare_threshold = settings.prepare_threshold
 
     async def check(conn: AsyncConnection) -> None:
         """Before a connection is lent: one its server closed is replaced, not lent."""
@@ -63,6 +68,7 @@ def make_pool(settings: Settings, database_url: str) -> AsyncConnectionPool:
 
     pool = AsyncConnectionPool(
         conninfo(database_url),
+        connection_class=PoolConnection,
         min_size=min(settings.pool_min, max_size),
         max_size=max_size,
         timeout=settings.db_timeout,

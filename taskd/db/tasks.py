@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, AsyncCursor
 from psycopg.abc import Buffer
 from psycopg.adapt import Loader
 from psycopg.pq import Format, TransactionStatus
 
 from taskd.db.listener import notify_change
+from taskd.db.prepared import in_transaction
 from taskd.db.queries import Query, load_queries
 from taskd.page_cache import (
     HIT,
@@ -139,56 +139,36 @@ async def _announced(
     return task
 
 
-@asynccontextmanager
-async def _one_transaction(conn: AsyncConnection) -> AsyncIterator[None]:
-    """The statements of one write as one transaction sent at once, in one round trip. Pipelined
-    statements run up to the pipeline's one Sync, which on an autocommit connection (the pool's)
-    ends them as one implicit transaction: committed together, or rolled back together when one
-    fails. Elsewhere they are part of the caller's transaction. (psycopg's transaction() would
-    sync, so wait for the server, at BEGIN and again at COMMIT.)
-
-    On an autocommit connection BEGIN and COMMIT are sent in the pipeline too: Citus does not
-    take an implicit transaction for one, and commits each statement on its worker as it ends,
-    so a reader could see the version a delete took before its tombstone."""
-    own = conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE
-    try:
-        async with conn.pipeline():
-            if own:
-                await conn.execute("BEGIN")
-            yield
-            if own:
-                await conn.execute("COMMIT")
-    except BaseException:
-        if own:
-            await conn.rollback()
-        raise
+T = TypeVar("T")
 
 
-@asynccontextmanager
-async def _own_transaction(conn: AsyncConnection) -> AsyncIterator[None]:
-    """A transaction of its own on an autocommit connection (the pool's), else the caller's."""
+async def _one_transaction(conn: AsyncConnection, statements: Callable[[], Awaitable[T]]) -> T:
+    """The statements of one write as one transaction sent at once, in one round trip: on an
+    autocommit connection (the pool's) between a BEGIN and a COMMIT in the same pipeline, and
+    run again whole if a pooler refused a prepared statement; elsewhere in the caller's
+    transaction. (psycopg's transaction() would sync, so wait for the server, at BEGIN and again
+    at COMMIT, while the user's row is locked. Without BEGIN the statements up to the pipeline's
+    Sync are one implicit transaction for PostgreSQL, but not for Citus, which commits each on
+    its worker as it ends.)"""
     if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
-        async with conn.transaction():
-            yield
-    else:
-        yield
+        return await in_transaction(conn, statements, pipelined=True)
+    async with conn.pipeline():
+        return await statements()
 
 
 async def create_task(
     conn: AsyncConnection, *, user_id: UserId, title: str, description: str
 ) -> RenderedTask:
-    """Insert a task (provisioning its user) and return it. Unlike the other writes, not one
-    round trip: the insert takes the version that the first statement returns (insert_task in
-    sql/tasks.sql says why), so the two need a transaction that outlives a Sync."""
+    """Insert a task (provisioning its user) and return it."""
     take, insert = _QUERIES["take_next_version"], _QUERIES["insert_task"]
-    async with conn.pipeline(), _own_transaction(conn):
-        taken = await conn.execute(take.sql, take.bind(user_id=user_id))
-        version = await taken.fetchone()
-        assert version is not None
-        cursor = await conn.execute(
-            insert.sql,
-            insert.bind(user_id=user_id, title=title, description=description, version=version[0]),
+
+    async def take_version_and_insert() -> AsyncCursor[Any]:
+        await conn.execute(take.sql, take.bind(user_id=user_id))
+        return await conn.execute(
+            insert.sql, insert.bind(user_id=user_id, title=title, description=description)
         )
+
+    cursor = await _one_transaction(conn, take_version_and_insert)
     row = await cursor.fetchone()
     assert row is not None
     task_id, version, json = row
@@ -255,10 +235,14 @@ async def delete_task(
         if_match=versions_named(if_match, task_id),
         retention_days=TOMBSTONE_RETENTION_DAYS,
     )
-    async with _one_transaction(conn):
+
+    async def take_version_and_delete() -> tuple[AsyncCursor[Any], AsyncCursor[Any]]:
         taken = await conn.execute(_QUERIES["take_version_for_delete"].sql, params)
         await conn.execute(_QUERIES["insert_tombstone"].sql, params)
         deleted = await conn.execute(_QUERIES["delete_task"].sql, params)
+        return taken, deleted
+
+    taken, deleted = await _one_transaction(conn, take_version_and_delete)
     row = await taken.fetchone()
     if row is None or await deleted.fetchone() is None:
         return None
