@@ -342,11 +342,20 @@ def spawn(environ: dict[str, str], workdir: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
-def external_env(environ: dict[str, str], database_url: str) -> dict[str, str]:
-    """A valid configuration on the migrated test database."""
-    return {
+def external_env(environ: dict[str, str], database_url: str, server_url: str) -> dict[str, str]:
+    """A valid configuration on the migrated test database (behind PgBouncer, with the direct
+    connection the README says live updates' LISTEN needs there)."""
+    env = {
         **environ,
         "DATABASE_URL": database_url,
         "BETTER_AUTH_SECRET": SECRET,
         "TASKD_USER_IDS": USER_IDS,
     }
+    if PGBOUNCER_URL:
+        env["TASKD_LISTEN_URL"] = direct_url(database_url, server_url)
+    return env
+
+
+def direct_url(database_url: str, server_url: str) -> str:
+    """The test database on the server itself, not through PgBouncer: LISTEN needs a session."""
+    return with_database(server_url, urlsplit(database_url).path.lstrip("/"))

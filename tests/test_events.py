@@ -22,9 +22,9 @@ from conftest import (
     PGBOUNCER_URL,
     OneConnectionPool,
     body,
+    direct_url,
     make_token,
     new_user_id,
-    with_database,
 )
 from faultproxy import FaultProxy
 from test_changes import drain
@@ -40,11 +40,6 @@ HEARTBEAT = 0.3
 # to count as "nothing more was sent".
 ARRIVAL_TIMEOUT = 10.0
 QUIET = 1.0
-
-
-def direct_url(database_url: str, server_url: str) -> str:
-    """The test database on the server itself, not through PgBouncer: LISTEN needs a session."""
-    return with_database(server_url, urlsplit(database_url).path.lstrip("/"))
 
 
 @pytest.fixture
