@@ -315,7 +315,7 @@ class TestListenerGap:
         async with await psycopg.AsyncConnection.connect(
             direct_url(database_url, server_url), autocommit=True
         ) as admin:
-            await admin.execute("SELECT pg_terminate_backend(%s)", [listener.backend_pid])
+            await admin.execute("SELECT pg_terminate_backend(%s::integer)", [listener.backend_pid])
         await wait_until(lambda: not listener.connected)
         during_gap = await api.create(user_id, "written while no one listened")
         await stream.assert_quiet()
