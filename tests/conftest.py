@@ -39,11 +39,13 @@ import psycopg
 import pytest
 from live import CONFIG_VARIABLES, Process
 from tornado.httpclient import HTTPResponse
+from tornado.testing import bind_unused_port
 
 from taskd import migrate
 from taskd.app import make_app
 from taskd.config import Settings, load_settings
 from taskd.db.pool import make_pool, open_pool
+from taskd.server import make_server
 from taskd.user_ids import INTEGER, KINDS, TEXT, UserId
 
 SECRET = "test-secret-" + "x" * 32
@@ -292,6 +294,18 @@ class Api:
         assert response.code == 201, response.body
         task: dict[str, Any] = orjson.loads(response.body)
         return task
+
+
+@pytest.fixture
+def taskd_port(io_loop: Any, app: Any) -> Iterator[int]:
+    """taskd's own HTTP server for `app` (make_server: the drain, the 431, held early answers),
+    on a free port, for tests that talk to it over raw sockets."""
+    server = make_server(app)
+    sock, port = bind_unused_port()
+    server.add_sockets([sock])
+    yield port
+    server.stop()
+    io_loop.run_sync(server.close_all_connections)
 
 
 @pytest.fixture

@@ -19,10 +19,8 @@ from typing import Any
 import orjson
 import pytest
 from conftest import OneConnectionPool, make_token, new_user_id
-from tornado.testing import bind_unused_port
 
 from taskd.client_stream import MAX_HEADER_BYTES
-from taskd.server import make_server
 
 NO_REPLY = 30.0
 NEXT_REQUEST = b"GET /healthz HTTP/1.1\r\nHost: taskd\r\n\r\n"
@@ -30,13 +28,8 @@ JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
-def port(io_loop: Any, app: Any) -> Iterator[int]:
-    server = make_server(app)
-    sock, port = bind_unused_port()
-    server.add_sockets([sock])
-    yield port
-    server.stop()
-    io_loop.run_sync(server.close_all_connections)
+def port(taskd_port: int) -> int:
+    return taskd_port
 
 
 @dataclass

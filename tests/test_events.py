@@ -28,12 +28,10 @@ from conftest import (
 )
 from faultproxy import FaultProxy
 from test_changes import drain
-from tornado.testing import bind_unused_port
 
 from taskd.config import Settings
 from taskd.live import LiveUpdates
 from taskd.metrics import Metrics
-from taskd.server import make_server
 
 HEARTBEAT = 0.3
 # How long a pushed event may take to arrive on a busy machine, and how long silence must last
@@ -55,13 +53,8 @@ def app(io_loop: Any, app: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
-def port(io_loop: Any, app: Any) -> Iterator[int]:
-    server = make_server(app)
-    sock, port = bind_unused_port()
-    server.add_sockets([sock])
-    yield port
-    server.stop()
-    io_loop.run_sync(server.close_all_connections)
+def port(taskd_port: int) -> int:
+    return taskd_port
 
 
 @dataclass

@@ -7,7 +7,6 @@ bearer-only). The 431, answered before any handler, has them too."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,12 +14,10 @@ import orjson
 import pytest
 from conftest import OneConnectionPool, make_token, new_user_id
 from tornado.httpclient import HTTPResponse
-from tornado.testing import bind_unused_port
 
 from taskd.app import make_app
 from taskd.client_stream import MAX_HEADER_BYTES
 from taskd.config import Settings
-from taskd.server import make_server
 
 ORIGIN = "https://app.example"
 OTHER_ORIGIN = "https://evil.example"
@@ -204,17 +201,6 @@ async def test_tornados_own_400_for_a_malformed_request_has_no_server_banner(
     finally:
         writer.close()
     assert answer == b"HTTP/1.1 400 Bad Request\r\n\r\n"
-
-
-@pytest.fixture
-def taskd_port(io_loop: Any, app: Any) -> Iterator[int]:
-    """taskd's own server (the 431 is its, not the app's) for `app`, on a free port."""
-    server = make_server(app)
-    sock, port = bind_unused_port()
-    server.add_sockets([sock])
-    yield port
-    server.stop()
-    io_loop.run_sync(server.close_all_connections)
 
 
 async def raw_exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
