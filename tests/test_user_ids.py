@@ -245,7 +245,9 @@ def test_choosing_text_ids_keeps_the_urls_own_options(create_database):
     url = create_database()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA deployment")
-    migrate.apply(url + "?options=" + quote("-c search_path=deployment"), TEXT)
+    options = "options=" + quote("-c search_path=deployment")
+    # The embedded server's URL has a query already (host=<socket directory>).
+    migrate.apply(url + ("&" if "?" in url else "?") + options, TEXT)
     with psycopg.connect(url) as conn:
         row = conn.execute(
             "SELECT format_type(atttypid, NULL) FROM pg_attribute"
