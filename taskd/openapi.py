@@ -246,7 +246,23 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "comes after TASKD_EVENT_HEARTBEAT (15) s of silence. The stream ends, between two "
         "events, when the token expires or the server stops: reconnect with a fresh token and "
         "`Last-Event-ID`.",
-        {"text/event-stream": {"schema": {"type": "string"}}},
+        # One event's shape (OpenAPI 3.2 calls it itemSchema; on 3.1 tools such as schemathesis
+        # read `schema` as the schema of each event). Its data is a TaskChanges as JSON text
+        # (contentSchema would say so, but the document must also read as OpenAPI 3.0 for /docs).
+        {
+            "text/event-stream": {
+                "schema": {
+                    "type": "object",
+                    "required": ["data", "id"],
+                    "properties": {
+                        "data": {"type": "string", "description": "A TaskChanges, as JSON text."},
+                        "id": {"type": "string"},
+                        "event": {"type": "string", "enum": ["message"]},
+                        "retry": {"type": "integer"},
+                    },
+                }
+            }
+        },
         parameters=[
             {
                 "name": "since",
