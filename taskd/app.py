@@ -11,6 +11,7 @@ from tornado.web import Application, RequestHandler
 from taskd import logs, openapi, routes
 from taskd.auth import AuthMixin, TokenVerifier
 from taskd.config import Settings
+from taskd.db.batches import UserWrites
 from taskd.handlers import docs, events, health, tasks
 from taskd.handlers.base import BaseHandler, NotFoundHandler
 from taskd.jwks import JwksCache
@@ -84,6 +85,7 @@ def make_app(
         pool=pool,
         token_verifier=make_verifier(settings, jwks),
         known_users=set(),
+        writes=UserWrites(pool),
         page_cache=PageCache(settings.list_cache_mb * 1024 * 1024, metrics.observe_list_cache),
         metrics=metrics,
         live=LiveUpdates(settings, settings.database_url, metrics),

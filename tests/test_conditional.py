@@ -305,7 +305,7 @@ async def test_a_refused_write_is_no_change_in_the_feed(api, user_id):
     ids=WRITE_IDS,
 )
 async def test_concurrent_writes_with_the_same_if_match_let_exactly_one_through(
-    api, user_id, database_url, method, suffix, payload, losers
+    api, app, user_id, database_url, method, suffix, payload, losers
 ):
     task = await api.create(user_id, "contended")
     etag = await current_etag(api, user_id, task["id"])
@@ -317,6 +317,7 @@ async def test_concurrent_writes_with_the_same_if_match_let_exactly_one_through(
             write(api, user_id, task["id"], method, suffix, payload, **{"If-Match": etag})
             for _ in range(RACERS)
         ],
+        batched=lambda: app.settings["writes"].unanswered(user_id),
     )
     codes = sorted(response.code for response in responses)
     winners = [response for response in responses if response.code < 300]

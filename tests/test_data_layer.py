@@ -276,7 +276,7 @@ def _public_data_functions() -> list[Callable[..., Any]]:
         for module in (tasks, users, idempotency)
         for name, function in vars(module).items()
         if not name.startswith("_")
-        and inspect.iscoroutinefunction(function)
+        and (inspect.iscoroutinefunction(function) or name.endswith("_write"))
         and function.__module__ == module.__name__
     ]
 
@@ -293,6 +293,11 @@ def test_every_data_function_takes_user_id_as_a_required_keyword():
         "list_tasks",
         "provision_user",
         "create_task_once",
+        "create_write",
+        "update_write",
+        "toggle_write",
+        "delete_write",
+        "run_write",
     }
     for function in functions:
         parameter = inspect.signature(function).parameters.get("user_id")

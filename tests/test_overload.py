@@ -99,24 +99,28 @@ async def assert_served_normally(api: Api, task_id: int, title: str) -> None:
 
 
 async def test_a_burst_at_a_busy_pool_gets_fast_503s_beyond_the_queue(server, client, database_url):
-    """Both connections are busy (two writes wait for a row lock): 4 requests of the burst may
-    queue, the other 196 are refused at once; all of them are served once the lock goes."""
-    api = Api(client, server.base_url(), new_user_id())
-    created = await api.call("POST", "/tasks", {"title": "contended"})
-    assert created.code == 201
-    task_id = orjson.loads(created.response.body)["id"]
+    """Both connections are busy (a write of each of two users waits for a row lock: one user's
+    writes would share one connection, taskd/db/batches.py): 4 requests of the burst may queue,
+    the other 196 are refused at once; all of them are served once the lock goes."""
+    apis = [Api(client, server.base_url(), new_user_id()) for _ in range(POOL_MAX)]
+    task_ids = []
+    for api in apis:
+        created = await api.call("POST", "/tasks", {"title": "contended"})
+        assert created.code == 201
+        task_ids.append(orjson.loads(created.response.body)["id"])
 
     async with await psycopg.AsyncConnection.connect(database_url) as holder:
-        await holder.execute(
-            "SELECT 1 FROM tasks WHERE user_id = %s AND id = %s FOR UPDATE", [api.user, task_id]
-        )
+        for api, task_id in zip(apis, task_ids, strict=True):
+            await holder.execute(
+                "SELECT 1 FROM tasks WHERE user_id = %s AND id = %s FOR UPDATE", [api.user, task_id]
+            )
         writes = [
             asyncio.ensure_future(api.call("PUT", f"/tasks/{task_id}", {"title": "written"}))
-            for _ in range(POOL_MAX)
+            for api, task_id in zip(apis, task_ids, strict=True)
         ]
         await wait_for_lock_waiters(database_url, POOL_MAX)
 
-        burst = [asyncio.ensure_future(api.call("GET", "/tasks")) for _ in range(BURST)]
+        burst = [asyncio.ensure_future(apis[0].call("GET", "/tasks")) for _ in range(BURST)]
         refused = BURST - MAX_WAITING
         deadline = time.monotonic() + 60
         while sum(request.done() for request in burst) < refused:
@@ -132,7 +136,8 @@ async def test_a_burst_at_a_busy_pool_gets_fast_503s_beyond_the_queue(server, cl
     queued = [outcome for outcome in await asyncio.gather(*burst) if outcome.code != 503]
     assert [outcome.code for outcome in queued] == [200] * MAX_WAITING
 
-    await assert_served_normally(api, task_id, "written")
+    for api, task_id in zip(apis, task_ids, strict=True):
+        await assert_served_normally(api, task_id, "written")
     statuses = [line["status"] for line in access_lines(server)]
     assert statuses.count(503) == refused
     assert 500 not in statuses

@@ -128,52 +128,77 @@ async def _fetch_task(
     return None if row is None else _rendered(*row)
 
 
-async def _announced(
-    conn: AsyncConnection, user_id: UserId, task: RenderedTask | None
-) -> RenderedTask | None:
-    """`task`, once the live-update streams have been told of the write that returned it (if
-    one did)."""
-    if task is not None:
-        assert task.version is not None
-        await notify_change(conn, user_id=user_id, version=task.version)
-    return task
-
-
 T = TypeVar("T")
+
+# A write is sent, then collected: `send` issues its statements on a connection, in the
+# transaction and pipeline of whoever runs it, and returns `collect`, which reads their results
+# once the transaction has committed: the write's answer, and the user's version it took (None
+# when it wrote nothing). taskd/db/batches.py runs several writes of one user in one
+# transaction; `run_write` runs one on a connection of its own.
+Collect = Callable[[], Awaitable[tuple[T, int | None]]]
+Send = Callable[[AsyncConnection], Awaitable[Collect[T]]]
+
+
+async def run_write(conn: AsyncConnection, send: Send[T], *, user_id: UserId) -> T:
+    """Run one write on `conn` and tell the live-update streams of it."""
+    collect = await _one_transaction(conn, lambda: send(conn))
+    result, version = await collect()
+    if version is not None:
+        await notify_change(conn, user_id=user_id, version=version)
+    return result
 
 
 async def _one_transaction(conn: AsyncConnection, statements: Callable[[], Awaitable[T]]) -> T:
-    """The statements of one write as one transaction sent at once, in one round trip: on an
-    autocommit connection (the pool's) between a BEGIN and a COMMIT in the same pipeline, and
-    run again whole if a pooler refused a prepared statement; elsewhere in the caller's
-    transaction. (psycopg's transaction() would sync, so wait for the server, at BEGIN and again
-    at COMMIT, while the user's row is locked. Without BEGIN the statements up to the pipeline's
-    Sync are one implicit transaction for PostgreSQL, but not for Citus, which commits each on
-    its worker as it ends.)"""
+    """The statements of one transaction sent at once, in one round trip: on an autocommit
+    connection (the pool's) between a BEGIN and a COMMIT in the same pipeline, and run again
+    whole if a pooler refused a prepared statement; elsewhere in the caller's transaction.
+    (psycopg's transaction() would sync, so wait for the server, at BEGIN and again at COMMIT,
+    while the user's row is locked. Without BEGIN the statements up to the pipeline's Sync are
+    one implicit transaction for PostgreSQL, but not for Citus, which commits each on its worker
+    as it ends.)"""
     if conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
         return await in_transaction(conn, statements, pipelined=True)
     async with conn.pipeline():
         return await statements()
 
 
+def _task_collector(cursor: AsyncCursor[Any]) -> Collect[RenderedTask | None]:
+    async def collect() -> tuple[RenderedTask | None, int | None]:
+        row = await cursor.fetchone()
+        if row is None:
+            return None, None
+        task = _rendered(*row)
+        return task, task.version
+
+    return collect
+
+
+def create_write(*, user_id: UserId, title: str, description: str) -> Send[RenderedTask]:
+    """Insert a task (provisioning its user)."""
+    take, insert = _QUERIES["take_next_version"], _QUERIES["insert_task"]
+
+    async def send(conn: AsyncConnection) -> Collect[RenderedTask]:
+        await conn.execute(take.sql, take.bind(user_id=user_id))
+        cursor = await conn.execute(
+            insert.sql, insert.bind(user_id=user_id, title=title, description=description)
+        )
+
+        async def collect() -> tuple[RenderedTask, int | None]:
+            task, version = await _task_collector(cursor)()
+            assert task is not None
+            return task, version
+
+        return collect
+
+    return send
+
+
 async def create_task(
     conn: AsyncConnection, *, user_id: UserId, title: str, description: str
 ) -> RenderedTask:
     """Insert a task (provisioning its user) and return it."""
-    take, insert = _QUERIES["take_next_version"], _QUERIES["insert_task"]
-
-    async def take_version_and_insert() -> AsyncCursor[Any]:
-        await conn.execute(take.sql, take.bind(user_id=user_id))
-        return await conn.execute(
-            insert.sql, insert.bind(user_id=user_id, title=title, description=description)
-        )
-
-    cursor = await _one_transaction(conn, take_version_and_insert)
-    row = await cursor.fetchone()
-    assert row is not None
-    task_id, version, json = row
-    await notify_change(conn, user_id=user_id, version=version)
-    return _rendered(task_id, version, json)
+    write = create_write(user_id=user_id, title=title, description=description)
+    return await run_write(conn, write, user_id=user_id)
 
 
 async def get_task(conn: AsyncConnection, *, user_id: UserId, task_id: int) -> RenderedTask | None:
@@ -187,12 +212,18 @@ async def task_exists(conn: AsyncConnection, *, user_id: UserId, task_id: int) -
 
 
 # Each write takes `if_match`: the ETags one of which the task must have for the write to happen
-# (None: any version). A write that happens to nothing returns None: no such task, or one whose
+# (None: any version). A write that happens to nothing answers None: no such task, or one whose
 # version is not in `if_match`; `task_exists` tells which.
 
 
-async def update_task(
-    conn: AsyncConnection,
+def _statement_write(query: Query, params: dict[str, Any]) -> Send[RenderedTask | None]:
+    async def send(conn: AsyncConnection) -> Collect[RenderedTask | None]:
+        return _task_collector(await conn.execute(query.sql, params))
+
+    return send
+
+
+def update_write(
     *,
     user_id: UserId,
     task_id: int,
@@ -200,7 +231,7 @@ async def update_task(
     title: str | None = None,
     description: str | None = None,
     is_completed: bool | None = None,
-) -> RenderedTask | None:
+) -> Send[RenderedTask | None]:
     """Change the given fields (None leaves one as it is)."""
     query = _QUERIES["update_task"]
     params = query.bind(
@@ -211,24 +242,24 @@ async def update_task(
         description=description,
         is_completed=is_completed,
     )
-    return await _announced(conn, user_id, await _fetch_task(conn, query, params))
+    return _statement_write(query, params)
 
 
-async def toggle_task(
-    conn: AsyncConnection, *, user_id: UserId, task_id: int, if_match: list[str] | None = None
-) -> RenderedTask | None:
+def toggle_write(
+    *, user_id: UserId, task_id: int, if_match: list[str] | None = None
+) -> Send[RenderedTask | None]:
     query = _QUERIES["toggle_task"]
     params = query.bind(
         user_id=user_id, task_id=task_id, if_match=versions_named(if_match, task_id)
     )
-    return await _announced(conn, user_id, await _fetch_task(conn, query, params))
+    return _statement_write(query, params)
 
 
-async def delete_task(
-    conn: AsyncConnection, *, user_id: UserId, task_id: int, if_match: list[str] | None = None
-) -> int | None:
-    """Delete a task, leaving a tombstone for the change feed; the user's new version, or None
-    when nothing was deleted."""
+def delete_write(
+    *, user_id: UserId, task_id: int, if_match: list[str] | None = None
+) -> Send[int | None]:
+    """Delete a task, leaving a tombstone for the change feed; answers the user's new version,
+    or None when nothing was deleted."""
     params = _QUERIES["delete_task"].bind(
         user_id=user_id,
         task_id=task_id,
@@ -236,19 +267,44 @@ async def delete_task(
         retention_days=TOMBSTONE_RETENTION_DAYS,
     )
 
-    async def take_version_and_delete() -> tuple[AsyncCursor[Any], AsyncCursor[Any]]:
+    async def send(conn: AsyncConnection) -> Collect[int | None]:
         taken = await conn.execute(_QUERIES["take_version_for_delete"].sql, params)
         await conn.execute(_QUERIES["insert_tombstone"].sql, params)
         deleted = await conn.execute(_QUERIES["delete_task"].sql, params)
-        return taken, deleted
 
-    taken, deleted = await _one_transaction(conn, take_version_and_delete)
-    row = await taken.fetchone()
-    if row is None or await deleted.fetchone() is None:
-        return None
-    version: int = row[0]
-    await notify_change(conn, user_id=user_id, version=version)
-    return version
+        async def collect() -> tuple[int | None, int | None]:
+            row = await taken.fetchone()
+            if row is None:
+                return None, None
+            # A version taken for a task that another write deleted first is taken all the same.
+            version: int = row[0]
+            return (version if await deleted.fetchone() is not None else None), version
+
+        return collect
+
+    return send
+
+
+async def update_task(
+    conn: AsyncConnection, *, user_id: UserId, task_id: int, **changes: Any
+) -> RenderedTask | None:
+    """update_write run on `conn`; `changes` are its keywords."""
+    write = update_write(user_id=user_id, task_id=task_id, **changes)
+    return await run_write(conn, write, user_id=user_id)
+
+
+async def toggle_task(
+    conn: AsyncConnection, *, user_id: UserId, task_id: int, if_match: list[str] | None = None
+) -> RenderedTask | None:
+    write = toggle_write(user_id=user_id, task_id=task_id, if_match=if_match)
+    return await run_write(conn, write, user_id=user_id)
+
+
+async def delete_task(
+    conn: AsyncConnection, *, user_id: UserId, task_id: int, if_match: list[str] | None = None
+) -> int | None:
+    write = delete_write(user_id=user_id, task_id=task_id, if_match=if_match)
+    return await run_write(conn, write, user_id=user_id)
 
 
 async def list_tasks(

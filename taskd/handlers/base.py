@@ -15,6 +15,7 @@ from tornado.web import HTTPError, RequestHandler, stream_request_body
 from taskd import cors, logs
 from taskd.auth import AuthMixin, TokenVerifier
 from taskd.config import Settings
+from taskd.db.batches import UserWrites
 from taskd.db.pool import connection
 from taskd.db.users import provision_user
 from taskd.errors import ApiError, problem
@@ -49,6 +50,11 @@ class BaseHandler(RequestHandler):
     def pool(self) -> AsyncConnectionPool:
         pool: AsyncConnectionPool = self.settings["pool"]
         return pool
+
+    @property
+    def writes(self) -> UserWrites:
+        writes: UserWrites = self.settings["writes"]
+        return writes
 
     @cached_property
     def request_id(self) -> str:

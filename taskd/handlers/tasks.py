@@ -60,12 +60,15 @@ class TaskListHandler(TaskResponder):
         key = parse_idempotency_key(self.request.headers.get_list(IDEMPOTENCY_KEY))
         new = self.json_body(TaskCreate)
         task: RenderedTask | None
-        async with connection(self.pool) as conn:
-            if key is None:
-                task = await db.create_task(
-                    conn, user_id=self.current_user, title=new.title, description=new.description
-                )
-            else:
+        if key is None:
+            task = await self.writes.run(
+                self.current_user,
+                db.create_write(
+                    user_id=self.current_user, title=new.title, description=new.description
+                ),
+            )
+        else:
+            async with connection(self.pool) as conn:
                 task = await create_task_once(
                     conn,
                     user_id=self.current_user,
@@ -142,14 +145,12 @@ class TaskHandler(TaskItemHandler):
         task_id = self.task_id()
         if_match = self.if_match()
         update = await self.valid_body(TaskUpdate, task_id, if_match)
-        async with connection(self.pool) as conn:
-            task = await db.update_task(
-                conn,
-                user_id=self.current_user,
-                task_id=task_id,
-                if_match=if_match,
-                **update.changes(),
-            )
+        task = await self.writes.run(
+            self.current_user,
+            db.update_write(
+                user_id=self.current_user, task_id=task_id, if_match=if_match, **update.changes()
+            ),
+        )
         if task is None:
             raise await self.unwritten(task_id, if_match)
         self.send_task(task)
@@ -157,10 +158,10 @@ class TaskHandler(TaskItemHandler):
     async def delete(self, _user: str, _task: str) -> None:
         task_id = self.task_id()
         if_match = self.if_match()
-        async with connection(self.pool) as conn:
-            version = await db.delete_task(
-                conn, user_id=self.current_user, task_id=task_id, if_match=if_match
-            )
+        version = await self.writes.run(
+            self.current_user,
+            db.delete_write(user_id=self.current_user, task_id=task_id, if_match=if_match),
+        )
         if version is None:
             raise await self.unwritten(task_id, if_match)
         self.set_status(204)
@@ -177,19 +178,16 @@ class TaskCompleteHandler(TaskItemHandler):
         completion = (
             await self.valid_body(TaskCompletion, task_id, if_match) if self.raw_body else None
         )
-        async with connection(self.pool) as conn:
-            if completion is None:
-                task = await db.toggle_task(
-                    conn, user_id=self.current_user, task_id=task_id, if_match=if_match
-                )
-            else:
-                task = await db.update_task(
-                    conn,
-                    user_id=self.current_user,
-                    task_id=task_id,
-                    if_match=if_match,
-                    is_completed=completion.is_completed,
-                )
+        if completion is None:
+            write = db.toggle_write(user_id=self.current_user, task_id=task_id, if_match=if_match)
+        else:
+            write = db.update_write(
+                user_id=self.current_user,
+                task_id=task_id,
+                if_match=if_match,
+                is_completed=completion.is_completed,
+            )
+        task = await self.writes.run(self.current_user, write)
         if task is None:
             raise await self.unwritten(task_id, if_match)
         self.send_task(task)
