@@ -3,9 +3,11 @@
 --
 -- Every write bumps the user's version (users.version, migration 0008) and stamps what it wrote
 -- with the new value, in one transaction: the user row's lock orders one user's writes, so a
--- reader that sees version V has seen every change up to V. Every statement touches one user's
--- rows and uses only what Citus accepts in a distributed modification, so it runs on the user's
--- shard: IMMUTABLE functions of columns, and now() on its own (evaluated before routing).
+-- reader that sees version V has seen every change up to V. Several writes of one user may share
+-- a transaction (taskd/db/batches.py), one after the other, each taking its own version. Every
+-- statement touches one user's rows and uses only what Citus accepts in a distributed
+-- modification, so it runs on the user's shard: IMMUTABLE functions of columns, and now() on its
+-- own (evaluated before routing).
 
 -- fragment: utc_text
 -- to_char() format of a timestamp in RFC 3339, UTC, with microseconds
