@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -26,7 +27,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from taskd.db.listener import notify_change
-from taskd.db.pool import connection
+from taskd.db.pool import busy, connection
 from taskd.db.prepared import in_transaction
 from taskd.db.tasks import Collect, Send
 from taskd.errors import Unavailable
@@ -38,16 +39,19 @@ T = TypeVar("T")
 
 # The most writes in one transaction: it holds the user's lock for all of them.
 MAX_BATCH = 64
+# The least time a batch waits for a connection (psycopg_pool's timeout must be positive).
+MIN_WAIT = 0.001
 
 
 def _new_answer() -> asyncio.Future[Any]:
     return asyncio.get_running_loop().create_future()
 
 
-@dataclass
+@dataclass(eq=False)
 class _Pending(Generic[T]):
     send: Send[T]
     answer: asyncio.Future[T] = field(default_factory=_new_answer)
+    arrived: float = field(default_factory=time.monotonic)
 
 
 class UserWrites:
@@ -75,7 +79,18 @@ class UserWrites:
             task.add_done_callback(self._running.discard)
         self._unanswered[user_id] += 1
         try:
-            return await pending.answer
+            try:
+                # A write waits no longer for its batch than a request for a connection.
+                return await asyncio.wait_for(asyncio.shield(pending.answer), self.pool.timeout)
+            except TimeoutError as error:
+                waiting = self._waiting.get(user_id, [])
+                if pending not in waiting:
+                    # Sent in a batch, which has bounds of its own, or answered meanwhile.
+                    return await pending.answer
+                waiting.remove(pending)
+                if not waiting:
+                    del self._waiting[user_id]
+                raise busy(error) from None
         finally:
             self._unanswered[user_id] -= 1
             if not self._unanswered[user_id]:
@@ -99,8 +114,10 @@ class UserWrites:
     async def _run_batch(self, user_id: UserId, batch: list[_Pending[Any]]) -> Unavailable | None:
         """Run `batch`, answering each write of it; the 503 they got if the database was
         unavailable."""
+        # What is left of the wait for the database of the write that has waited longest.
+        wait = self.pool.timeout - (time.monotonic() - min(pending.arrived for pending in batch))
         try:
-            async with connection(self.pool) as conn:
+            async with connection(self.pool, wait=max(wait, MIN_WAIT)) as conn:
                 answers = await _together(conn, user_id, [pending.send for pending in batch])
         except psycopg.Error as error:
             # Not the database being unavailable: connection() made that a 503 (ApiError).

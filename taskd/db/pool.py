@@ -131,6 +131,11 @@ def _severed_after(conn: AsyncConnection, seconds: float) -> Iterator[None]:
         timer.cancel()
 
 
+def busy(cause: Exception) -> Unavailable:
+    """The 503 of a request that waited its time for the database and did not get to it."""
+    return _unavailable("The database is busy; retry shortly.", cause)
+
+
 def _unavailable(detail: str, cause: Exception) -> Unavailable:
     """A 503 for the client; its cause goes to the log, never to the client."""
     log.warning("answering 503: %s: %s", type(cause).__name__, cause)
@@ -138,14 +143,17 @@ def _unavailable(detail: str, cause: Exception) -> Unavailable:
 
 
 @asynccontextmanager
-async def connection(pool: AsyncConnectionPool) -> AsyncIterator[AsyncConnection]:
-    """One connection for one unit of work; any database outage becomes a 503."""
+async def connection(
+    pool: AsyncConnectionPool, wait: float | None = None
+) -> AsyncIterator[AsyncConnection]:
+    """One connection for one unit of work, waited for at most `wait` seconds (the pool's
+    timeout by default); any database outage becomes a 503."""
     try:
-        async with pool.connection() as conn:
+        async with pool.connection(timeout=wait) as conn:
             with _severed_after(conn, pool.timeout + SILENCE_GRACE_SECONDS):
                 yield conn
     except (PoolTimeout, TooManyRequests) as error:
-        raise _unavailable("The database is busy; retry shortly.", error) from None
+        raise busy(error) from None
     except psycopg.errors.QueryCanceled as error:
         raise _unavailable("The database did not answer in time; retry shortly.", error) from None
     except psycopg.OperationalError as error:
