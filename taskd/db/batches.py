@@ -10,7 +10,10 @@ and so on. Each write takes its own version, in the order the writes arrived, an
 answer. Writes of different users never wait for each other here.
 
 A transaction that fails for a reason other than the database being unavailable (a 503 for
-every write in it) is run again one write at a time, so that one failing write fails alone.
+every write in it, and for the writes queued behind it) is run again one write at a time, so
+that one failing write fails alone. A queued write waits for its turn and a connection together
+no longer than any request waits for a connection (TASKD_DB_TIMEOUT); past that it is the busy
+503, and never sent.
 """
 
 from __future__ import annotations
