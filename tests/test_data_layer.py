@@ -298,6 +298,7 @@ def test_every_data_function_takes_user_id_as_a_required_keyword():
         "toggle_write",
         "delete_write",
         "run_write",
+        "run_writes",
     }
     for function in functions:
         parameter = inspect.signature(function).parameters.get("user_id")

@@ -26,13 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import psycopg
-from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from taskd.db.listener import notify_change
 from taskd.db.pool import busy, connection
-from taskd.db.prepared import in_transaction
-from taskd.db.tasks import Collect, Send
+from taskd.db.tasks import Send, run_writes
 from taskd.errors import Unavailable
 from taskd.user_ids import UserId
 
@@ -121,7 +118,9 @@ class UserWrites:
         wait = self.pool.timeout - (time.monotonic() - min(pending.arrived for pending in batch))
         try:
             async with connection(self.pool, wait=max(wait, MIN_WAIT)) as conn:
-                answers = await _together(conn, user_id, [pending.send for pending in batch])
+                answers = await run_writes(
+                    conn, [pending.send for pending in batch], user_id=user_id
+                )
         except psycopg.Error as error:
             # Not the database being unavailable: connection() made that a 503 (ApiError).
             if len(batch) == 1:
@@ -155,22 +154,3 @@ def _fail(batch: list[_Pending[Any]], error: BaseException) -> None:
             pending.answer.set_exception(error)
         else:
             pending.answer.cancel()
-
-
-async def _together(conn: AsyncConnection, user_id: UserId, sends: list[Send[Any]]) -> list[Any]:
-    """The writes `sends` in one transaction, in one round trip; their answers, once the
-    streams of the user have been told of the last version taken."""
-
-    async def send_all() -> list[Collect[Any]]:
-        return [await send(conn) for send in sends]
-
-    collects = await in_transaction(conn, send_all, pipelined=True)
-    answers, versions = [], []
-    for collect in collects:
-        answer, version = await collect()
-        answers.append(answer)
-        if version is not None:
-            versions.append(version)
-    if versions:
-        await notify_change(conn, user_id=user_id, version=max(versions))
-    return answers

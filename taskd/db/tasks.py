@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -133,19 +133,36 @@ T = TypeVar("T")
 # A write is sent, then collected: `send` issues its statements on a connection, in the
 # transaction and pipeline of whoever runs it, and returns `collect`, which reads their results
 # once the transaction has committed: the write's answer, and the user's version it took (None
-# when it wrote nothing). taskd/db/batches.py runs several writes of one user in one
-# transaction; `run_write` runs one on a connection of its own.
+# when it wrote nothing). `run_writes` runs several writes of one user in one transaction (for
+# taskd/db/batches.py), `run_write` one.
 Collect = Callable[[], Awaitable[tuple[T, int | None]]]
 Send = Callable[[AsyncConnection], Awaitable[Collect[T]]]
 
 
+async def run_writes(
+    conn: AsyncConnection, sends: Sequence[Send[Any]], *, user_id: UserId
+) -> list[Any]:
+    """Run the writes `sends` of one user on `conn`, in one transaction and one round trip, and
+    tell the user's live-update streams of the last version they took; their answers."""
+
+    async def send_all() -> list[Collect[Any]]:
+        return [await send(conn) for send in sends]
+
+    answers, versions = [], []
+    for collect in await _one_transaction(conn, send_all):
+        answer, version = await collect()
+        answers.append(answer)
+        if version is not None:
+            versions.append(version)
+    if versions:
+        await notify_change(conn, user_id=user_id, version=max(versions))
+    return answers
+
+
 async def run_write(conn: AsyncConnection, send: Send[T], *, user_id: UserId) -> T:
-    """Run one write on `conn` and tell the live-update streams of it."""
-    collect = await _one_transaction(conn, lambda: send(conn))
-    result, version = await collect()
-    if version is not None:
-        await notify_change(conn, user_id=user_id, version=version)
-    return result
+    """Run one write on `conn` (run_writes of one)."""
+    answer: T = (await run_writes(conn, [send], user_id=user_id))[0]
+    return answer
 
 
 async def _one_transaction(conn: AsyncConnection, statements: Callable[[], Awaitable[T]]) -> T:
