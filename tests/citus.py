@@ -8,7 +8,6 @@ workers, as the maintenance database has them.
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -63,7 +62,15 @@ def install_citus(coordinator_url: str, url: str) -> None:
             conn.execute("SELECT citus_add_node(%s, %s)", (host, port))
 
 
-def drop_database(conn: psycopg.Connection[Any], dbname: str) -> None:
-    """Drops `dbname` from the coordinator and every worker."""
-    conn.execute(CITUS_PROPAGATION)
-    conn.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
+def drop_database(coordinator_url: str, dbname: str) -> None:
+    """Drops `dbname` from the coordinator, then from every worker, on each node itself: the
+    coordinator passes DROP DATABASE on to the workers without FORCE, which fails while a
+    session (Citus's own included) is still in the database there."""
+    with psycopg.connect(coordinator_url, autocommit=True) as conn:
+        workers = conn.execute(
+            "SELECT nodename, nodeport FROM pg_dist_node WHERE groupid <> 0 ORDER BY nodeid"
+        ).fetchall()
+        conn.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
+    for host, port in workers:
+        with psycopg.connect(on_node(coordinator_url, host, port), autocommit=True) as worker:
+            worker.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")

@@ -162,12 +162,12 @@ def create_database(server_url: str) -> Iterator[Any]:
         return with_database(server_url, name)
 
     yield create
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        for name in created:
-            if CITUS_URL:
-                citus.drop_database(conn, name)
-            else:
-                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    for name in created:
+        if CITUS_URL:
+            citus.drop_database(server_url, name)
+            continue
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture(scope="session")
