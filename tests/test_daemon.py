@@ -124,11 +124,15 @@ def parent_of(pid: int) -> int:
 
 
 def connection_refused(port: int) -> bool:
+    """Whether nothing listens on `port`. A connection reset is a listener that accepted the
+    connection into its backlog as it closed: not refused yet, ask again."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
             return False
     except ConnectionRefusedError:
         return True
+    except ConnectionResetError:
+        return False
 
 
 def wait_until(condition: Any, timeout: float = 10, what: str = "condition") -> None:
