@@ -8,10 +8,12 @@ export TASKD_DATA_DIR ?= $(CURDIR)/.taskd
 
 .PHONY: run test test-text-ids test-pgbouncer test-citus lint typecheck check check-install check-unit check-better-auth check-clients clean bench bench-compare bench-events fuzz
 
-# A non-editable install, so the tests exercise exactly what `pip install .` ships.
+# A non-editable install, so the tests exercise exactly what `pip install .` ships. Errors only
+# (-qq): a pip configuration's warnings, such as one per package its extra index lacks, would
+# otherwise fill the screen before `make run` says where taskd is.
 $(STAMP): $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check ".[test,dev]"
+	$(BIN)/pip install -qq --disable-pip-version-check ".[test,dev]"
 	touch $@
 
 run: $(STAMP)
