@@ -60,8 +60,8 @@ class UserWrites:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
         self._waiting: dict[UserId, list[_Pending[Any]]] = {}
-        self._running: set[asyncio.Task[None]] = set()
-        self._users_running: set[UserId] = set()
+        # The task running each user's batches, one at a time, while the user has writes.
+        self._drains: dict[UserId, asyncio.Task[None]] = {}
         self._unanswered: Counter[UserId] = Counter()
 
     def unanswered(self, user_id: UserId) -> int:
@@ -72,11 +72,8 @@ class UserWrites:
         """Run the write `send` for `user_id`, with the user's other writes of the moment."""
         pending: _Pending[T] = _Pending(send)
         self._waiting.setdefault(user_id, []).append(pending)
-        if user_id not in self._users_running:
-            self._users_running.add(user_id)
-            task = asyncio.ensure_future(self._drain(user_id))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+        if user_id not in self._drains:
+            self._drains[user_id] = asyncio.ensure_future(self._drain(user_id))
         self._unanswered[user_id] += 1
         try:
             try:
@@ -107,7 +104,7 @@ class UserWrites:
                     # The writes that queued meanwhile would wait as long again, for the same.
                     _fail(self._waiting.pop(user_id, []), unavailable)
         finally:
-            self._users_running.discard(user_id)
+            del self._drains[user_id]
             for pending in self._waiting.pop(user_id, []):
                 pending.answer.cancel()
 
