@@ -43,23 +43,27 @@ SORTS: dict[str, tuple[str, str, str]] = {
 }
 DEFAULT_SORT = "-created_at"
 
-# A cached page in created_at order can be patched (taskd/page_cache.py): for those orders the
-# list query also sends each row's id, created_at and JSON length.
+# A cached page of all of a user's tasks in created_at order can be patched
+# (taskd/page_cache.py): a list that may become one also reads each row's id, created_at and
+# JSON length (sql/tasks.sql, list_tasks); every other list is read without them.
 _ROW_ARRAYS = {
     True: "array_agg(id) AS ids, array_agg(created_us) AS created_us, "
     "array_agg(octet_length(task)) AS sizes",
     False: "NULL::bigint[] AS ids, NULL::bigint[] AS created_us, NULL::int[] AS sizes",
 }
 
-_LIST_QUERIES: dict[str, Query] = {
-    sort: _QUERIES["list_tasks"].variant(
-        f"list_tasks[{sort}]",
+# (sort parameter, with row arrays) -> its list query
+_LIST_QUERIES: dict[tuple[str, bool], Query] = {
+    (sort, with_rows): _QUERIES["list_tasks"].variant(
+        f"list_tasks[{sort}{', rows' if with_rows else ''}]",
         sort_column=column,
         direction=direction,
         after=after,
-        row_arrays=_ROW_ARRAYS[column == "created_at"],
+        row_arrays=_ROW_ARRAYS[with_rows],
     )
     for sort, (column, direction, after) in SORTS.items()
+    for with_rows in (False, True)
+    if column == "created_at" or not with_rows
 }
 
 # Deleted tasks stay visible to the change feed this long; older feed tokens must resync.
@@ -346,7 +350,15 @@ async def list_tasks(
             cache.put(key, fresh)
             cache.record(HIT if fresh is cached else PATCH)
             return fresh.page
-    query = _LIST_QUERIES[sort]
+    patchable = (
+        cache is not None
+        and cache.max_bytes > 0
+        and SORTS[sort][0] == "created_at"
+        and after is None
+        and completed is None
+        and pattern is None
+    )
+    query = _LIST_QUERIES[sort, patchable]
     after_value, after_id = after if after is not None else (None, None)
     params = query.bind(
         user_id=user_id,
@@ -366,10 +378,10 @@ async def list_tasks(
     page = Page(b"".join((b"[", tasks_json, b"]")), (last_value, last_id) if more else None)
     # Rows are cut out of the page only for a cache that can keep it (none when it is off).
     if cache is not None and cache.keeps(len(page.json)):
-        whole_list = ids is not None and not more and after is None
-        rows = None
-        if whole_list and completed is None and pattern is None:
-            rows = page_rows(page.json, ids, created_us, sizes)
+        # No arrays for an empty page (array_agg of no rows is NULL): it is read again when a
+        # task appears.
+        whole_list = patchable and ids is not None and not more
+        rows = page_rows(page.json, ids, created_us, sizes) if whole_list else None
         cache.put(key, CachedPage(page, version, task_count, rows))
     if cache is not None:
         cache.record(MISS)
