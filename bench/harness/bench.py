@@ -145,6 +145,11 @@ def bench_target(target: Target, options: Options, wrk: str) -> TargetRun:
     runs = {}
     for data_set in options.sets:
         if data_set == LIST_MISS and not target.list_cache:
+            # Every list of a target without a page cache is a miss: list-miss is compared with
+            # its one-user list (report.py), measured here when one-user itself is not asked for.
+            only_list = replace(options, scenarios=set_scenarios(LIST_MISS, options))
+            if ONE_USER not in options.sets and only_list.scenarios:
+                runs[ONE_USER] = bench_set(target, ONE_USER, only_list, wrk)
             continue
         if set_scenarios(data_set, options):
             runs[data_set] = bench_set(target, data_set, options, wrk)
