@@ -151,6 +151,12 @@ class PageCache:
         if self._observe is not None:
             self._observe(outcome, self._bytes)
 
+    @property
+    def enabled(self) -> bool:
+        """Whether it keeps pages at all; with 0 bytes (TASKD_LIST_CACHE_MB=0) it only counts
+        the misses."""
+        return self.max_bytes > 0
+
     def keeps(self, size: int) -> bool:
         """Whether a page of `size` bytes would be kept: pages larger than the budget are not."""
         return size <= self.max_bytes

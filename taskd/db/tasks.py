@@ -43,9 +43,16 @@ SORTS: dict[str, tuple[str, str, str]] = {
 }
 DEFAULT_SORT = "-created_at"
 
-# A cached page of all of a user's tasks in created_at order can be patched
-# (taskd/page_cache.py): a list that may become one also reads each row's id, created_at and
-# JSON length (sql/tasks.sql, list_tasks); every other list is read without them.
+
+def _patched_in_order(sort: str) -> bool:
+    """Whether a cached page in `sort` order can be patched (taskd/page_cache.py): in created_at
+    order, which never changes, a task written keeps its place."""
+    return SORTS[sort][0] == "created_at"
+
+
+# A list that may become a patchable page (all of a user's tasks, in an order a page can be
+# patched in) also reads each row's id, created_at and JSON length (sql/tasks.sql, list_tasks);
+# every other list is read without them.
 _ROW_ARRAYS = {
     True: "array_agg(id) AS ids, array_agg(created_us) AS created_us, "
     "array_agg(octet_length(task)) AS sizes",
@@ -63,7 +70,7 @@ _LIST_QUERIES: dict[tuple[str, bool], Query] = {
     )
     for sort, (column, direction, after) in SORTS.items()
     for with_rows in (False, True)
-    if column == "created_at" or not with_rows
+    if _patched_in_order(sort) or not with_rows
 }
 
 # Deleted tasks stay visible to the change feed this long; older feed tokens must resync.
@@ -352,8 +359,8 @@ async def list_tasks(
             return fresh.page
     patchable = (
         cache is not None
-        and cache.max_bytes > 0
-        and SORTS[sort][0] == "created_at"
+        and cache.enabled
+        and _patched_in_order(sort)
         and after is None
         and completed is None
         and pattern is None
