@@ -143,8 +143,9 @@ AND (%(pattern)s::text IS NULL
 -- brackets): one value instead of a row per task, UTF-8 bytes sent as they are. Also the
 -- (sort value, id) of the page's last row, the user's version and number of tasks when it was
 -- read (see tasks_changed_since), whether another row follows the page, and
--- {row_arrays}: for a list whose page a cache may patch (all of a user's tasks in created_at
--- order), each row's id, created_us and length of JSON, in page order (taskd/page_cache.py);
+-- {row_arrays}: for a list whose page a cache may patch (the first page of a user's tasks in
+-- created_at order), each row's id, created_us and length of JSON, in page order
+-- (taskd/page_cache.py);
 -- NULLs for the others, which spares PostgreSQL some 40 % of a 1000-task page's time.
 -- The index on ({sort_column}, id) hands the rows over in order; the aggregates take them in that
 -- order, as PostgreSQL does for input from a sorted subquery (docs, "Aggregate Expressions"),
@@ -180,9 +181,12 @@ FROM summary;
 -- name: tasks_changed_since
 -- What changed in the user's tasks since version %(since)s, for a cached list page: the user's
 -- version and number of tasks now (the count also catches rows deleted or inserted by hand,
--- which take no version), the ids deleted through the API, and up to %(max_written)s of the
--- tasks written, as ids, created_us and JSON texts. When nothing changed: an index lookup of the
--- user, a count over the user's index entries and two empty index range scans.
+-- which take no version); for a page with more after it, how many of the user's tasks come no
+-- later than its last one, (%(last_value)s, %(last_id)s), in its order ({within_page}: one
+-- variant per direction, made at load time); the ids deleted through the API; and up to
+-- %(max_written)s of the tasks written, as ids, created_us and JSON texts. When nothing changed:
+-- an index lookup of the user, a count over the user's index entries (and one over the page's)
+-- and two empty index range scans.
 WITH written AS (
     SELECT id, {created_us} AS created_us, {task_json} AS task
     FROM tasks
@@ -191,6 +195,11 @@ WITH written AS (
 )
 SELECT {user_version},
        {user_task_count},
+       CASE WHEN %(last_id)s::bigint IS NOT NULL THEN (
+           SELECT count(*) FROM tasks
+           WHERE user_id = %(user_id)s
+             AND (created_at, id) {within_page} (%(last_value)s::timestamptz, %(last_id)s::bigint)
+       ) END,
        ARRAY(SELECT id FROM task_tombstones
              WHERE user_id = %(user_id)s AND version > %(since)s::bigint),
        ARRAY(SELECT id FROM written),

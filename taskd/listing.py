@@ -6,7 +6,7 @@ import base64
 import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import orjson
@@ -103,7 +103,9 @@ def parse_list_query(arguments: Mapping[str, list[bytes]]) -> ListQuery:
 
 def encode_cursor(sort: str, after: tuple[SortValue, int]) -> str:
     value, task_id = after
-    encoded = value.isoformat() if isinstance(value, datetime) else value
+    # In UTC whatever the session's time zone, so that a patched page's cursor (page_cache.py)
+    # reads as the database's would.
+    encoded = value.astimezone(UTC).isoformat() if isinstance(value, datetime) else value
     raw = orjson.dumps([sort, encoded, task_id])
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 

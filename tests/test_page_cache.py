@@ -4,6 +4,9 @@ writers commit."""
 
 from __future__ import annotations
 
+import random
+import tracemalloc
+from array import array
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,13 +18,16 @@ from conftest import body, connect, insert_by_hand, new_user_id
 from taskd.db import tasks
 from taskd.page_cache import (
     MAX_PATCH,
+    PATCH,
     CachedPage,
     Changes,
     Page,
     PageCache,
     PageRows,
+    Written,
     page_rows,
     refreshed,
+    utc_moment,
 )
 
 Conn = psycopg.AsyncConnection[Any]
@@ -173,16 +179,61 @@ async def test_a_patched_page_is_the_page_the_database_would_send(database_url, 
     assert patched.next_after is None
 
 
-async def test_a_page_that_would_outgrow_its_limit_is_read_again(database_url, user_id):
+async def test_a_page_that_outgrows_its_limit_keeps_its_first_tasks(database_url, user_id):
     cache = PageCache(1024 * 1024)
     async with await connect(database_url) as conn:
         await seeded(conn, user_id, 3)
         full = await tasks.list_tasks(conn, user_id=user_id, limit=3, cache=cache)
         await tasks.create_task(conn, user_id=user_id, title="fourth", description="")
         after = await tasks.list_tasks(conn, user_id=user_id, limit=3, cache=cache)
+        uncached = await tasks.list_tasks(conn, user_id=user_id, limit=3)
     assert full.next_after is None
     assert titles(after) == ["fourth", "task 2", "task 1"]
-    assert after.next_after is not None
+    assert after == uncached and after.next_after is not None
+
+
+def outcomes() -> tuple[PageCache, list[str]]:
+    """A cache, and the outcomes of its lookups as they come."""
+    seen: list[str] = []
+    return PageCache(1024 * 1024, lambda outcome, _: seen.append(outcome)), seen
+
+
+@pytest.mark.parametrize("sort", ["created_at", "-created_at"])
+@pytest.mark.parametrize("change", CHANGES, ids=lambda change: change.__name__.strip("_"))
+async def test_a_first_page_with_more_after_it_is_the_page_the_database_would_send(
+    database_url, user_id, change, sort
+):
+    """Three of five tasks: each change falls within the page or after it, by sort."""
+    cache, seen = outcomes()
+    async with await connect(database_url) as conn:
+        ids = await seeded(conn, user_id, 5)
+        before = await tasks.list_tasks(conn, user_id=user_id, sort=sort, limit=3, cache=cache)
+        await change(conn, user_id, ids)
+        after = await tasks.list_tasks(conn, user_id=user_id, sort=sort, limit=3, cache=cache)
+        uncached = await tasks.list_tasks(conn, user_id=user_id, sort=sort, limit=3)
+    assert before.next_after is not None
+    assert after == uncached
+    if change in (_create, _update, _toggle):
+        # Patched in: none of these needs the page read again (a delete within it does, for
+        # the task that now follows on from it).
+        assert seen[1] == PATCH
+
+
+async def test_a_first_page_is_patched_through_many_writes(database_url, user_id):
+    """Writes within and after a first page of 20 of a user's 40 tasks, a list after each."""
+    cache, seen = outcomes()
+    async with await connect(database_url) as conn:
+        ids = await seeded(conn, user_id, 40)
+        await tasks.list_tasks(conn, user_id=user_id, limit=20, cache=cache)
+        for n, task_id in enumerate(ids[::3]):
+            if n % 3 == 0:
+                await tasks.delete_task(conn, user_id=user_id, task_id=task_id)
+            else:
+                await tasks.update_task(conn, user_id=user_id, task_id=task_id, title=f"u{n}")
+            await tasks.create_task(conn, user_id=user_id, title=f"new {n}", description="")
+            patched = await tasks.list_tasks(conn, user_id=user_id, limit=20, cache=cache)
+            assert patched == await tasks.list_tasks(conn, user_id=user_id, limit=20)
+    assert seen.count(PATCH) == len(ids[::3])
 
 
 async def test_many_tasks_written_at_once_are_read_again_in_full(database_url, user_id):
@@ -301,26 +352,44 @@ def test_a_budget_of_zero_keeps_nothing():
 # refreshed() and page_rows() on their own
 
 
-def rows(*tasks_: tuple[int, int]) -> PageRows:
-    """Rows of (id, created_us), each task's JSON naming its id."""
-    return PageRows(
+def task_json(task_id: int) -> bytes:
+    return f'{{"id":{task_id}}}'.encode()
+
+
+def written(*tasks_: tuple[int, int]) -> Written:
+    """Tasks of (id, created_us) written, each one's JSON naming its id."""
+    return Written(
         [task_id for task_id, _ in tasks_],
         [created for _, created in tasks_],
-        [f'{{"id":{task_id}}}'.encode() for task_id, _ in tasks_],
+        [task_json(task_id) for task_id, _ in tasks_],
     )
 
 
+def first_page(*tasks_: tuple[int, int], count: int | None = None) -> CachedPage:
+    """A first page of (id, created_us) tasks read at version 10: of all the user's tasks, or
+    with more after it when the user had `count` tasks."""
+    pieces = [task_json(task_id) for task_id, _ in tasks_]
+    body = b"[" + b",".join(pieces) + b"]"
+    ids = [task_id for task_id, _ in tasks_]
+    cut = page_rows(body, ids, [created for _, created in tasks_], [len(p) for p in pieces])
+    more = count is not None and count > len(tasks_)
+    next_after = (utc_moment(tasks_[-1][1]), tasks_[-1][0]) if more else None
+    return CachedPage(Page(body, next_after), 10, len(tasks_) if count is None else count, cut)
+
+
 def whole_list(*tasks_: tuple[int, int]) -> CachedPage:
-    page_rows_ = rows(*tasks_)
-    body = b"[" + b",".join(page_rows_.tasks) + b"]"
-    return CachedPage(Page(body, None), 10, len(tasks_), page_rows_)
+    return first_page(*tasks_)
 
 
 def changes(
-    count: int, *written: tuple[int, int], deleted: tuple[int, ...] = (), version: int = 20
+    count: int,
+    *written_: tuple[int, int],
+    deleted: tuple[int, ...] = (),
+    version: int = 20,
+    within_page: int | None = None,
 ) -> Changes:
-    """What the database says since version 10 of whole_list()'s user: now `version`."""
-    return Changes(version, count, list(deleted), rows(*written))
+    """What the database says since version 10 of the page's user: now `version`."""
+    return Changes(version, count, within_page, list(deleted), written(*written_))
 
 
 def listed_ids(page: CachedPage | None) -> list[int]:
@@ -374,17 +443,66 @@ def test_deleted_tasks_leave_the_page():
     "change",
     [
         changes(3, (4, 400)),  # a delete without a tombstone: one task too many
-        changes(4, (4, 400)),  # more than the limit of 3
         changes(3 + MAX_PATCH + 1, *((n, n) for n in range(10, 11 + MAX_PATCH))),
     ],
-    ids=["count", "limit", "many"],
+    ids=["count", "many"],
 )
 def test_a_page_that_cannot_be_patched_is_read_again(change):
     cached_page = whole_list((3, 300), (2, 200), (1, 100))
-    assert (
-        refreshed(cached_page, change, limit=3 if change.task_count == 4 else 500, descending=True)
-        is None
+    assert refreshed(cached_page, change, limit=500, descending=True) is None
+
+
+def test_a_whole_list_that_outgrows_its_limit_becomes_its_first_page():
+    cached_page = whole_list((3, 300), (2, 200), (1, 100))
+    fresh = refreshed(cached_page, changes(4, (4, 400)), limit=3, descending=True)
+    assert listed_ids(fresh) == [4, 3, 2]
+    assert fresh is not None and fresh.page.next_after == (utc_moment(200), 2)
+
+
+# The first 3 of a user's 5 tasks, newest first: 1..5 were created at 100..500.
+def newest_three() -> CachedPage:
+    return first_page((5, 500), (4, 400), (3, 300), count=5)
+
+
+def test_a_task_created_on_top_pushes_the_last_off_the_first_page():
+    fresh = refreshed(newest_three(), changes(6, (6, 600), within_page=4), limit=3, descending=True)
+    assert listed_ids(fresh) == [6, 5, 4]
+    assert fresh is not None and fresh.page.next_after == (utc_moment(400), 4)
+
+
+def test_a_task_written_after_the_first_page_leaves_it_as_it_was():
+    cached_page = newest_three()
+    fresh = refreshed(cached_page, changes(5, (1, 100), within_page=3), limit=3, descending=True)
+    assert fresh is not None and fresh.page == cached_page.page and fresh.version == 20
+    ascending = first_page((1, 100), (2, 200), (3, 300), count=5)
+    fresh = refreshed(ascending, changes(6, (6, 600), within_page=3), limit=3, descending=False)
+    assert fresh is not None and fresh.page == ascending.page and fresh.task_count == 6
+
+
+def test_a_first_page_that_lost_a_task_is_read_again_unless_another_took_its_place():
+    cached_page = newest_three()
+    lost = changes(4, deleted=(4,), within_page=2)
+    assert refreshed(cached_page, lost, limit=3, descending=True) is None
+    replaced = changes(5, (6, 600), deleted=(4,), within_page=3)
+    assert listed_ids(refreshed(cached_page, replaced, limit=3, descending=True)) == [6, 5, 3]
+
+
+def test_a_first_page_is_checked_against_the_tasks_up_to_its_last_one():
+    """Deleted by hand, a task leaves no tombstone: within the page, only the count tells."""
+    cached_page = newest_three()
+    within = changes(4, version=10, within_page=2)
+    assert refreshed(cached_page, within, limit=3, descending=True) is None
+    beyond = refreshed(cached_page, changes(4, version=10, within_page=3), limit=3, descending=True)
+    assert beyond is not None and beyond.page == cached_page.page and beyond.task_count == 4
+
+
+def test_a_first_page_with_nothing_left_after_it_says_so():
+    cached_page = first_page((4, 400), (3, 300), (2, 200), count=4)
+    fresh = refreshed(
+        cached_page, changes(3, deleted=(1,), within_page=3), limit=3, descending=True
     )
+    assert listed_ids(fresh) == [4, 3, 2]
+    assert fresh is not None and fresh.page.next_after is None
 
 
 def test_a_page_without_rows_is_read_again_once_anything_changed():
@@ -392,9 +510,91 @@ def test_a_page_without_rows_is_read_again_once_anything_changed():
     assert refreshed(cached_page, changes(1, (1, 100)), limit=50, descending=True) is None
 
 
-def test_page_rows_cuts_the_page_at_its_elements():
+def first_ids(created: dict[int, int], limit: int, descending: bool) -> list[int]:
+    """The first page's ids of tasks `created` (id -> created_us), as the database orders them."""
+    order = sorted(created, key=lambda task_id: (created[task_id], task_id), reverse=descending)
+    return order[:limit]
+
+
+@pytest.mark.parametrize("seed", range(400))
+def test_a_patched_page_is_the_first_page_of_the_tasks_there_are_now(seed):
+    """Random tasks (created_at ties included), a first page of them, then random writes
+    through the API and deletes by hand; refreshed() against sorting everything again."""
+    rng = random.Random(seed)
+    descending = rng.random() < 0.5
+    limit = rng.randint(1, 12)
+    created = {task_id: rng.randint(1, 30) for task_id in range(1, rng.randint(1, 25) + 1)}
+    page_ids = first_ids(created, limit, descending)
+    cached = first_page(*((task_id, created[task_id]) for task_id in page_ids), count=len(created))
+    now, deleted, written_ = dict(created), [], {}
+    by_hand = False
+    for _ in range(rng.randint(0, 8)):
+        kind = rng.choice(["create", "update", "delete", "delete by hand"])
+        if kind == "create":
+            task_id = max((*created, *now)) + 1
+            now[task_id] = written_[task_id] = rng.randint(0, 40)
+            continue
+        if not now:
+            continue
+        task_id = rng.choice(list(now))
+        if kind == "update":
+            written_[task_id] = now[task_id]
+            continue
+        del now[task_id]
+        written_.pop(task_id, None)
+        if kind == "delete":
+            deleted.append(task_id)
+        else:
+            by_hand = True
+    within_page = None
+    if cached.page.next_after is not None:
+        sign = -1 if descending else 1
+        last = page_ids[-1]
+        within_page = sum(
+            (sign * now[task_id], sign * task_id) <= (sign * created[last], sign * last)
+            for task_id in now
+        )
+    version = 20 if written_ or deleted else 10
+    found = Changes(version, len(now), within_page, deleted, written(*written_.items()))
+    fresh = refreshed(cached, found, limit=limit, descending=descending)
+
+    expected = first_ids(now, limit, descending)
+    if fresh is not None:
+        assert listed_ids(fresh) == expected
+        assert fresh.page.next_after == (
+            (utc_moment(now[expected[-1]]), expected[-1]) if len(now) > limit else None
+        )
+        assert fresh.rows == first_page(*((task_id, now[task_id]) for task_id in expected)).rows
+        return
+    # Read again only for a delete by hand, or a page left short with tasks after it.
+    short = within_page is not None and within_page < limit and within_page != len(now)
+    assert by_hand or short
+
+
+def test_page_rows_finds_the_page_elements():
     body = b'[{"id":1,"t":"a,b"},{"id":22}]'
     cut = page_rows(body, [1, 22], [5, 4], [18, 9])
-    assert cut is not None and cut.tasks == [b'{"id":1,"t":"a,b"}', b'{"id":22}']
-    assert page_rows(b"[]", [], [], []) == PageRows([], [], [])
+    assert cut == PageRows(array("q", [1, 22]), array("q", [5, 4]), array("I", [18, 9]))
+    assert page_rows(b"[]", [], [], []) == PageRows(array("q"), array("q"), array("I"))
     assert page_rows(body, [1, 22], [5, 4], [17, 9]) is None
+
+
+def test_a_kept_page_costs_what_the_cache_counts():
+    """The budget is of memory: a 1000-task page with its rows takes about what it says."""
+    pieces = [b'{"id":%d,"title":"%s"}' % (n, b"x" * 300) for n in range(1000)]
+    body = b"[" + b",".join(pieces) + b"]"
+    ids, created, sizes = (
+        list(range(1000)),
+        list(range(10**15, 10**15 + 1000)),
+        list(map(len, pieces)),
+    )
+    tracemalloc.start()
+    try:
+        cut = page_rows(body, ids, created, sizes)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert cut is not None
+    kept = CachedPage(Page(body, None), 1, 1000, cut)
+    assert kept.size - len(body) <= held <= 1.2 * (kept.size - len(body)) + 1024
+    assert kept.size < 1.1 * len(body)

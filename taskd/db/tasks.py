@@ -23,8 +23,8 @@ from taskd.page_cache import (
     Changes,
     Page,
     PageCache,
-    PageRows,
     SortValue,
+    Written,
     page_rows,
     refreshed,
 )
@@ -50,9 +50,9 @@ def _patched_in_order(sort: str) -> bool:
     return SORTS[sort][0] == "created_at"
 
 
-# A list that may become a patchable page (all of a user's tasks, in an order a page can be
-# patched in) also reads each row's id, created_at and JSON length (sql/tasks.sql, list_tasks);
-# every other list is read without them.
+# A list that may become a patchable page (the first page of a user's tasks, in an order a page
+# can be patched in) also reads each row's id, created_at and JSON length (sql/tasks.sql,
+# list_tasks); every other list is read without them.
 _ROW_ARRAYS = {
     True: "array_agg(id) AS ids, array_agg(created_us) AS created_us, "
     "array_agg(octet_length(task)) AS sizes",
@@ -71,6 +71,16 @@ _LIST_QUERIES: dict[tuple[str, bool], Query] = {
     for sort, (column, direction, after) in SORTS.items()
     for with_rows in (False, True)
     if _patched_in_order(sort) or not with_rows
+}
+
+# descending -> what changed since a cached page of that direction was read; a task comes no
+# later than the page's last one when it is at or before it in the page's order
+_CHANGES_QUERIES: dict[bool, Query] = {
+    descending: _QUERIES["tasks_changed_since"].variant(
+        f"tasks_changed_since[{'desc' if descending else 'asc'}]",
+        within_page=">=" if descending else "<=",
+    )
+    for descending in (False, True)
 }
 
 # Deleted tasks stay visible to the change feed this long; older feed tokens must resync.
@@ -351,7 +361,7 @@ async def list_tasks(
     key = (user_id, sort, completed, pattern, after, limit)
     cached = cache.get(key) if cache is not None else None
     if cache is not None and cached is not None:
-        changes = await _changes_since(conn, user_id, cached.version)
+        changes = await _changes_since(conn, user_id, cached, descending=_descending(sort))
         fresh = refreshed(cached, changes, limit=limit, descending=_descending(sort))
         if fresh is not None:
             cache.put(key, fresh)
@@ -383,12 +393,11 @@ async def list_tasks(
     assert row is not None
     tasks_json, last_value, last_id, version, task_count, more, ids, created_us, sizes = row
     page = Page(b"".join((b"[", tasks_json, b"]")), (last_value, last_id) if more else None)
-    # Rows are cut out of the page only for a cache that can keep it (none when it is off).
+    # A page's rows are indexed only for a cache that can keep it (none when it is off).
     if cache is not None and cache.keeps(len(page.json)):
         # No arrays for an empty page (array_agg of no rows is NULL): it is read again when a
         # task appears.
-        whole_list = patchable and ids is not None and not more
-        rows = page_rows(page.json, ids, created_us, sizes) if whole_list else None
+        rows = page_rows(page.json, ids, created_us, sizes) if ids is not None else None
         cache.put(key, CachedPage(page, version, task_count, rows))
     if cache is not None:
         cache.record(MISS)
@@ -399,16 +408,27 @@ def _descending(sort: str) -> bool:
     return SORTS[sort][1] == "DESC"
 
 
-async def _changes_since(conn: AsyncConnection, user_id: UserId, version: int) -> Changes:
-    query = _QUERIES["tasks_changed_since"]
-    # One more than a patch takes, to tell that there are more.
-    params = query.bind(user_id=user_id, since=version, max_written=MAX_PATCH + 1)
+async def _changes_since(
+    conn: AsyncConnection, user_id: UserId, cached: CachedPage, *, descending: bool
+) -> Changes:
+    query = _CHANGES_QUERIES[descending]
+    # Only a page that can be patched has its tasks up to its last one counted.
+    edge = cached.page.next_after if cached.rows is not None else None
+    last_value, last_id = edge or (None, None)
+    params = query.bind(
+        user_id=user_id,
+        since=cached.version,
+        last_value=last_value,
+        last_id=last_id,
+        # One more than a patch takes, to tell that there are more.
+        max_written=MAX_PATCH + 1,
+    )
     cursor = await conn.execute(query.sql, params)
     row = await cursor.fetchone()
     assert row is not None
-    now, task_count, deleted, ids, created_us, tasks = row
-    written = PageRows(ids, created_us, [task.encode() for task in tasks])
-    return Changes(now, task_count, deleted, written)
+    now, task_count, within_page, deleted, ids, created_us, tasks = row
+    written = Written(ids, created_us, [task.encode() for task in tasks])
+    return Changes(now, task_count, within_page, deleted, written)
 
 
 @dataclass(frozen=True)
