@@ -78,6 +78,8 @@ class ScenarioResult:
     memory: MemoryPeaks
     # The share of the machine's CPU that went to work other than the benchmark's.
     foreign_cpu_share: float
+    # cpu.speed_probe_ms() just before the load: how fast the machine's cores ran then.
+    speed_probe_ms: float
     notes: tuple[str, ...] = ()
     # taskd's list-page-cache lookups during the scenario, by outcome (none for the reference).
     list_cache: dict[str, int] = field(default_factory=dict)
@@ -347,6 +349,7 @@ class Runner:
         progress(f"{self._name}: {scenario} for {self._options.duration} s")
         since_reset = self._server.reset_memory_peaks()
         lookups_before = self._list_cache_lookups()
+        speed = cpu.speed_probe_ms()
         start = cpu.snapshot(self._server.pid)
         load = self._load.run(script, self._options.duration, env)
         foreign = cpu.foreign_share(start, self._server.pid, self._database_url)
@@ -367,7 +370,7 @@ class Runner:
                 "these figures are not comparable"
             )
         memory = self._server.memory_peaks(since_reset)
-        return ScenarioResult(load, memory, foreign, tuple(notes), lookups)
+        return ScenarioResult(load, memory, foreign, speed, tuple(notes), lookups)
 
     def _list_cache_lookups(self) -> dict[str, int]:
         if self._metrics_port is None:

@@ -17,6 +17,11 @@ from harness import processes
 from harness.postgres import other_database_backends
 
 POSTGRES = "postgres"
+# A fixed amount of pure CPU work, timed before each scenario. On a virtual machine the cores
+# can run slower for a while with nothing on this machine using more CPU (seen here: ten
+# million additions took 0.9 s, then 1.9 s eight minutes later, the machine idle), which the
+# share of other work cannot see.
+SPEED_PROBE_LOOPS = 1_000_000
 
 
 def _machine_seconds() -> float:
@@ -66,3 +71,12 @@ def foreign_share(start: Snapshot, server_pid: int, database_url: str) -> float:
     ours = watched + end.own - start.own
     capacity = (end.wall - start.wall) * (os.cpu_count() or 1)
     return max(0.0, end.machine - start.machine - ours) / capacity
+
+
+def speed_probe_ms() -> float:
+    """How long SPEED_PROBE_LOOPS additions take this process, in ms: lower is faster."""
+    start = time.perf_counter()
+    total = 0
+    for n in range(SPEED_PROBE_LOOPS):
+        total += n
+    return (time.perf_counter() - start) * 1000

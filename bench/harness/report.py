@@ -67,6 +67,9 @@ COMPARISONS = {
 }
 MAX_WORKER_MIB = 100.0
 OUTCOMES = ("hit", "patch", "miss")
+# The slower CPU probe of a comparison more than this many times the faster: the cores did not
+# run at the same speed for both targets, and the comparison says so.
+SPEED_SPREAD = 1.25
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ def _errors(result: ScenarioResult) -> int:
 
 def target_report(run: SetRun, options: Options) -> str:
     headers = ["scenario", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "socket err", "non-2xx"]
-    headers += ["RSS/worker MiB", "parent MiB", "other CPU", "list hit/patch/miss"]
+    headers += ["RSS/worker MiB", "parent MiB", "other CPU", "CPU probe ms", "list hit/patch/miss"]
     rows = []
     for name, result in run.scenarios.items():
         latency = result.load.latency_ms
@@ -123,6 +126,7 @@ def target_report(run: SetRun, options: Options) -> str:
                 f"{result.memory.max_worker_mib:.1f}",
                 f"{result.memory.parent.peak_mib:.1f}",
                 f"{result.foreign_cpu_share:.0%}",
+                f"{result.speed_probe_ms:.0f}",
                 _list_cache(result),
             ]
         )
@@ -207,9 +211,20 @@ def _other_cpu(mine: ScenarioResult, theirs: ScenarioResult) -> str:
     return f"{mine.foreign_cpu_share:.0%}/{theirs.foreign_cpu_share:.0%}"
 
 
+def _probes(mine: ScenarioResult, theirs: ScenarioResult) -> str:
+    return f"{mine.speed_probe_ms:.0f}/{theirs.speed_probe_ms:.0f}"
+
+
+def _unequal_speeds(mine: ScenarioResult, theirs: ScenarioResult) -> bool:
+    """Whether the cores ran at speeds further apart than SPEED_SPREAD for the two targets."""
+    slower, faster = sorted((mine.speed_probe_ms, theirs.speed_probe_ms), reverse=True)
+    return slower > SPEED_SPREAD * faster
+
+
 def comparison_report(taskd: TargetRun, reference: TargetRun, found: list[Check]) -> str:
     headers = ["set", "scenario", "taskd req/s", "reference req/s", "ratio", "needed"]
     headers += ["taskd p95 ms", "needed", "reference p95 ms", "taskd errors", "other CPU"]
+    headers += ["CPU probe ms"]
     headers += ["verdict"]
     rows = []
     for data_set, goal, mine, theirs in _pairs(taskd, reference):
@@ -228,6 +243,7 @@ def comparison_report(taskd: TargetRun, reference: TargetRun, found: list[Check]
                 _ms(theirs.load.latency_ms["p95"]),
                 str(_errors(mine)),
                 _other_cpu(mine, theirs),
+                _probes(mine, theirs),
                 "MISSED" if missed else "met",
             ]
         )
@@ -236,7 +252,8 @@ def comparison_report(taskd: TargetRun, reference: TargetRun, found: list[Check]
         f"(needed <= {MAX_WORKER_MIB:g}), reference {reference.max_worker_mib:.1f} MiB"
     )
     lines = [
-        "taskd vs the reference, side by side (other CPU: taskd's run/the reference's)",
+        "taskd vs the reference, side by side (other CPU and CPU probe: taskd's run/the "
+        "reference's)",
         _table(headers, rows),
         memory,
     ]
@@ -256,6 +273,16 @@ def comparison_report(taskd: TargetRun, reference: TargetRun, found: list[Check]
         lines.append(
             f"warning: the notes above concern {', '.join(disturbed)}"
             ": those comparisons are unreliable"
+        )
+    uneven = [
+        f"{data_set} {goal.scenario}"
+        for data_set, goal, mine, theirs in _pairs(taskd, reference)
+        if _unequal_speeds(mine, theirs)
+    ]
+    if uneven:
+        lines.append(
+            f"warning: the cores ran at speeds more than {SPEED_SPREAD - 1:.0%} apart for taskd "
+            f"and the reference (CPU probe) in {', '.join(uneven)}: those ratios are unreliable"
         )
     missed = [check for check in found if not check.met]
     if missed:
@@ -281,6 +308,7 @@ def set_json(run: SetRun) -> dict[str, Any]:
                 **asdict(result.load),
                 "memory": asdict(result.memory) | {"max_worker_mib": result.memory.max_worker_mib},
                 "foreign_cpu_share": round(result.foreign_cpu_share, 3),
+                "speed_probe_ms": round(result.speed_probe_ms, 1),
                 "list_cache_lookups": result.list_cache,
                 "notes": list(result.notes),
             }
