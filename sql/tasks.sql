@@ -179,23 +179,26 @@ SELECT coalesce(tasks, ''), last_value, last_id,
 FROM summary;
 
 -- name: tasks_changed_since
--- What changed in the user's tasks since version %(since)s, for a cached list page: the user's
--- version and number of tasks now (the count also catches rows deleted or inserted by hand,
--- which take no version); for a page with more after it, how many of the user's tasks come no
--- later than its last one, (%(last_value)s, %(last_id)s), in its order ({within_page}: one
--- variant per direction, made at load time); the ids deleted through the API; and up to
--- %(max_written)s of the tasks written, as ids, created_us and JSON texts. When nothing changed:
--- an index lookup of the user, a count over the user's index entries (and one over the page's)
--- and two empty index range scans.
+-- What changed in the user's tasks since a cached list page was read at version %(since)s, when
+-- the user had %(since_count)s tasks: the user's version and number of tasks now (the count
+-- also catches rows deleted or inserted by hand, which take no version); when either moved and
+-- the page has more after it, how many of the user's tasks come no later than its last one,
+-- (%(last_value)s, %(last_id)s), in its order ({within_page}: one variant per direction, made
+-- at load time); the ids deleted through the API; and up to %(max_written)s of the tasks
+-- written, as ids, created_us and JSON texts. When nothing changed: an index lookup of the
+-- user, a count over the user's index entries and two empty index range scans.
 WITH written AS (
     SELECT id, {created_us} AS created_us, {task_json} AS task
     FROM tasks
     WHERE user_id = %(user_id)s AND version > %(since)s::bigint
     LIMIT %(max_written)s
+), now AS (
+    SELECT {user_version} AS version, {user_task_count} AS task_count
 )
-SELECT {user_version},
-       {user_task_count},
-       CASE WHEN %(last_id)s::bigint IS NOT NULL THEN (
+SELECT version,
+       task_count,
+       CASE WHEN %(last_id)s::bigint IS NOT NULL
+                 AND (version, task_count) <> (%(since)s::bigint, %(since_count)s::bigint) THEN (
            SELECT count(*) FROM tasks
            WHERE user_id = %(user_id)s
              AND (created_at, id) {within_page} (%(last_value)s::timestamptz, %(last_id)s::bigint)
@@ -204,7 +207,8 @@ SELECT {user_version},
              WHERE user_id = %(user_id)s AND version > %(since)s::bigint),
        ARRAY(SELECT id FROM written),
        ARRAY(SELECT created_us FROM written),
-       ARRAY(SELECT task FROM written);
+       ARRAY(SELECT task FROM written)
+FROM now;
 
 -- fragment: after_position
 -- after the feed position (%(after)s, %(after_id)s): a later version, or the same version and a

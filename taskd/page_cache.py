@@ -103,8 +103,8 @@ class Written:
 class Changes:
     """What tasks_changed_since found: the user's version and task count now, how many of the
     user's tasks come no later than a page's last one in its order (None for a page that holds
-    them all), the ids deleted through the API since, and the tasks written since (at most
-    MAX_PATCH + 1)."""
+    them all, or when neither the version nor the count moved), the ids deleted through the API
+    since, and the tasks written since (at most MAX_PATCH + 1)."""
 
     version: int
     task_count: int

@@ -219,6 +219,23 @@ async def test_a_first_page_with_more_after_it_is_the_page_the_database_would_se
         assert seen[1] == PATCH
 
 
+async def test_a_first_page_unchanged_is_not_counted_again(database_url, user_id):
+    """A hit costs what it did before pages with more after them were patched: no count of the
+    tasks up to the page's last one unless the version or the task count moved."""
+    cache = PageCache(1024 * 1024)
+    async with await connect(database_url) as conn:
+        ids = await seeded(conn, user_id, 5)
+        await tasks.list_tasks(conn, user_id=user_id, limit=3, cache=cache)
+        cached_page = cache.get((user_id, "-created_at", None, None, None, 3))
+        assert cached_page is not None
+        unchanged = await tasks._changes_since(conn, user_id, cached_page, descending=True)
+        await tasks.update_task(conn, user_id=user_id, task_id=ids[0], title="renamed")
+        changed = await tasks._changes_since(conn, user_id, cached_page, descending=True)
+    assert cached_page.page.next_after is not None
+    assert unchanged.within_page is None
+    assert changed.within_page == 3
+
+
 async def test_a_first_page_is_patched_through_many_writes(database_url, user_id):
     """Writes within and after a first page of 20 of a user's 40 tasks, a list after each."""
     cache, seen = outcomes()

@@ -361,8 +361,9 @@ async def list_tasks(
     key = (user_id, sort, completed, pattern, after, limit)
     cached = cache.get(key) if cache is not None else None
     if cache is not None and cached is not None:
-        changes = await _changes_since(conn, user_id, cached, descending=_descending(sort))
-        fresh = refreshed(cached, changes, limit=limit, descending=_descending(sort))
+        descending = _descending(sort)
+        changes = await _changes_since(conn, user_id, cached, descending=descending)
+        fresh = refreshed(cached, changes, limit=limit, descending=descending)
         if fresh is not None:
             cache.put(key, fresh)
             cache.record(HIT if fresh is cached else PATCH)
@@ -412,12 +413,14 @@ async def _changes_since(
     conn: AsyncConnection, user_id: UserId, cached: CachedPage, *, descending: bool
 ) -> Changes:
     query = _CHANGES_QUERIES[descending]
-    # Only a page that can be patched has its tasks up to its last one counted.
+    # Only a page that can be patched has its tasks up to its last one counted, and only when
+    # something changed (refreshed() serves it as it is otherwise).
     edge = cached.page.next_after if cached.rows is not None else None
     last_value, last_id = edge or (None, None)
     params = query.bind(
         user_id=user_id,
         since=cached.version,
+        since_count=cached.task_count,
         last_value=last_value,
         last_id=last_id,
         # One more than a patch takes, to tell that there are more.
