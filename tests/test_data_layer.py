@@ -243,6 +243,27 @@ async def test_list_tasks_returns_its_users_tasks_only(database_url, user_id):
         assert nobody.next_after is None
 
 
+@pytest.mark.direct_postgres(
+    "PgBouncer's sessions refuse the prepared statements whose plans this test reads"
+)
+async def test_the_pools_prepared_queries_keep_one_generic_plan(pool, settings, user_id):
+    """PostgreSQL's own choice (plan_cache_mode = auto) plans taskd's list query afresh on every
+    run, as its custom plans look cheaper; the pool's connections plan it once."""
+    async with pool.connection() as conn:
+        created = await tasks.create_task(conn, user_id=user_id, title="planned", description="")
+        for _ in range(settings.prepare_threshold + 5):
+            await tasks.list_tasks(conn, user_id=user_id, limit=1000)
+            await tasks.get_task(conn, user_id=user_id, task_id=created.id)
+        cursor = await conn.execute(
+            "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE '%%FROM tasks%%'"
+        )
+        plans = await cursor.fetchall()
+    assert len(plans) >= 2, plans
+    for statement, generic_plans, custom_plans in plans:
+        assert (generic_plans > 0, custom_plans) == (True, 0), statement
+
+
 async def test_provision_user_is_idempotent(database_url, user_id):
     async with await connect(database_url) as conn:
         assert await user_rows(conn, user_id) == []

@@ -56,7 +56,14 @@ def make_pool(settings: Settings, database_url: str) -> AsyncConnectionPool[Any]
     async def configure(conn: PoolConnection) -> None:
         prepared_statements.adopt(conn)
         # A query that outlives the deadline is cancelled by the server and answered 503.
-        await conn.execute("SELECT set_config('statement_timeout', %s, false)", [str(timeout_ms)])
+        # Prepared statements keep one generic plan: PostgreSQL would plan taskd's list and
+        # revalidation queries afresh on every run (their custom plans look cheaper), for
+        # 0.2-0.6 ms each; the generic plans use the user's index as the custom ones do.
+        await conn.execute(
+            "SELECT set_config('statement_timeout', %s, false),"
+            " set_config('plan_cache_mode', 'force_generic_plan', false)",
+            [str(timeout_ms)],
+        )
 
     async def check(conn: AsyncConnection) -> None:
         """Before a connection is lent: one its server closed is replaced, not lent."""
