@@ -37,6 +37,16 @@ RECONNECT_SECONDS = 5.0
 SILENCE_GRACE_SECONDS = 1.0
 
 
+_SESSION_SETTINGS = """
+    SELECT set_config('statement_timeout', %s, false),
+           set_config('plan_cache_mode',
+                      CASE WHEN EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')
+                           THEN current_setting('plan_cache_mode')
+                           ELSE 'force_generic_plan' END,
+                      false)
+"""
+
+
 def conninfo(database_url: str) -> str:
     """psycopg takes libpq URLs; accept the SQLAlchemy-style scheme some users paste too."""
     return database_url.replace("postgresql+psycopg://", "postgresql://", 1)
@@ -59,11 +69,9 @@ def make_pool(settings: Settings, database_url: str) -> AsyncConnectionPool[Any]
         # Prepared statements keep one generic plan: PostgreSQL would plan taskd's list and
         # revalidation queries afresh on every run (their custom plans look cheaper), for
         # 0.2-0.6 ms each; the generic plans use the user's index as the custom ones do.
-        await conn.execute(
-            "SELECT set_config('statement_timeout', %s, false),"
-            " set_config('plan_cache_mode', 'force_generic_plan', false)",
-            [str(timeout_ms)],
-        )
+        # Not on Citus, whose coordinator plans a distributed query from its parameters'
+        # values: without them it cannot plan the list or the create.
+        await conn.execute(_SESSION_SETTINGS, [str(timeout_ms)])
 
     async def check(conn: AsyncConnection) -> None:
         """Before a connection is lent: one its server closed is replaced, not lent."""
