@@ -243,12 +243,12 @@ async def test_list_tasks_returns_its_users_tasks_only(database_url, user_id):
         assert nobody.next_after is None
 
 
-async def prepared_plans(pool: Any, runs: int, user_id: Any) -> list[tuple[str, int, int]]:
+async def prepared_plans(pool: Any, settings: Any, user_id: Any) -> list[tuple[str, int, int]]:
     """(statement, generic plans, custom plans) of the prepared task queries on one connection
-    of `pool`, after `runs` lists and gets of a task of `user_id`."""
+    of `pool`, after lists and gets of a task of `user_id` well past the prepare threshold."""
     async with pool.connection() as conn:
         created = await tasks.create_task(conn, user_id=user_id, title="planned", description="")
-        for _ in range(runs):
+        for _ in range(settings.prepare_threshold + 5):
             await tasks.list_tasks(conn, user_id=user_id, limit=1000)
             await tasks.get_task(conn, user_id=user_id, task_id=created.id)
         cursor = await conn.execute(
@@ -265,7 +265,7 @@ async def prepared_plans(pool: Any, runs: int, user_id: Any) -> list[tuple[str, 
 async def test_the_pools_prepared_queries_keep_one_generic_plan(pool, settings, user_id):
     """PostgreSQL's own choice (plan_cache_mode = auto) plans taskd's list query afresh on every
     run, as its custom plans look cheaper; the pool's connections plan it once."""
-    plans = await prepared_plans(pool, settings.prepare_threshold + 5, user_id)
+    plans = await prepared_plans(pool, settings, user_id)
     assert len(plans) >= 2, plans
     for statement, generic_plans, custom_plans in plans:
         assert (generic_plans > 0, custom_plans) == (True, 0), statement
@@ -276,7 +276,7 @@ async def test_on_citus_the_pools_queries_are_planned_with_their_values(pool, se
     """Under a generic plan Citus could not plan the list ("could not create distributed plan"):
     on its coordinator the pool leaves plan_cache_mode as it was, and PostgreSQL plans the list
     with its values."""
-    plans = await prepared_plans(pool, settings.prepare_threshold + 5, user_id)
+    plans = await prepared_plans(pool, settings, user_id)
     lists = [plan for plan in plans if "string_agg" in plan[0]]
     assert lists, plans
     for statement, _generic_plans, custom_plans in lists:

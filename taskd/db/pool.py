@@ -37,6 +37,12 @@ RECONNECT_SECONDS = 5.0
 SILENCE_GRACE_SECONDS = 1.0
 
 
+# Each connection's settings, in one statement. A query that outlives the deadline is cancelled
+# by the server and answered 503. Prepared statements keep one generic plan: PostgreSQL would
+# plan taskd's list and revalidation queries afresh on every run (their custom plans look
+# cheaper), for 0.2-0.6 ms each; the generic plans use the user's index as the custom ones do.
+# Not on Citus, whose coordinator plans a distributed query from its parameters' values:
+# without them it cannot plan the list or the create.
 _SESSION_SETTINGS = """
     SELECT set_config('statement_timeout', %s, false),
            set_config('plan_cache_mode',
@@ -65,12 +71,6 @@ def make_pool(settings: Settings, database_url: str) -> AsyncConnectionPool[Any]
 
     async def configure(conn: PoolConnection) -> None:
         prepared_statements.adopt(conn)
-        # A query that outlives the deadline is cancelled by the server and answered 503.
-        # Prepared statements keep one generic plan: PostgreSQL would plan taskd's list and
-        # revalidation queries afresh on every run (their custom plans look cheaper), for
-        # 0.2-0.6 ms each; the generic plans use the user's index as the custom ones do.
-        # Not on Citus, whose coordinator plans a distributed query from its parameters'
-        # values: without them it cannot plan the list or the create.
         await conn.execute(_SESSION_SETTINGS, [str(timeout_ms)])
 
     async def check(conn: AsyncConnection) -> None:
