@@ -382,6 +382,53 @@ async def test_a_first_seen_user_is_provisioned(api, user_id, database_url):
     assert await user_row(database_url, user_id) == (user_id,)
 
 
+# A first-seen user's request of each kind, and the status it gets: every one reaches the
+# database (the writes find no task of a user with no row yet).
+FIRST_REQUESTS = {
+    "list": ("GET", "/tasks", None, {}, 200),
+    "get": ("GET", "/tasks/1", None, {}, 404),
+    "changes": ("GET", "/tasks/changes", None, {}, 200),
+    "create": ("POST", "/tasks", {"title": "first"}, {}, 201),
+    "create once": ("POST", "/tasks", {"title": "first"}, {"Idempotency-Key": "k1"}, 201),
+    "update": ("PUT", "/tasks/1", {"title": "t", "is_completed": False}, {}, 404),
+    "invalid update": ("PUT", "/tasks/1", {"title": ""}, {}, 404),
+    "toggle": ("PATCH", "/tasks/1/complete", None, {}, 404),
+    "delete": ("DELETE", "/tasks/1", None, {}, 404),
+}
+
+
+@pytest.mark.parametrize("kind", FIRST_REQUESTS)
+async def test_a_first_seen_user_is_provisioned_on_the_requests_one_connection(
+    api, pool, user_id, database_url, monkeypatch, kind
+):
+    """Provisioning takes no connection of its own: under load, a second wait in the pool made
+    a first-seen user's request twice as slow as the others."""
+    method, path, json, headers, status = FIRST_REQUESTS[kind]
+    checkouts = []
+    getconn = pool.getconn
+
+    async def counted_getconn(timeout: float | None = None) -> Any:
+        checkouts.append(timeout)
+        return await getconn(timeout)
+
+    monkeypatch.setattr(pool, "getconn", counted_getconn)
+    assert await user_row(database_url, user_id) is None
+    response = await api.request(
+        method, f"/api/{user_id}{path}", user=user_id, json=json, headers=headers
+    )
+    assert response.code == status, response.body
+    assert await user_row(database_url, user_id) == (user_id,)
+    assert len(checkouts) == 1
+
+
+async def test_a_request_refused_before_its_database_work_provisions_no_user(
+    api, user_id, database_url
+):
+    response = await api.request("GET", f"/api/{user_id}/tasks?limit=0", user=user_id)
+    assert response.code == 422, response.body
+    assert await user_row(database_url, user_id) is None
+
+
 async def test_a_brand_new_user_can_create_a_task(api, user_id, database_url):
     response = await api.request(
         "POST", f"/api/{user_id}/tasks", user=user_id, json={"title": "first"}

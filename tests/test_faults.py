@@ -35,8 +35,11 @@ RECOVERY_SECONDS = 5.0
 # Answered within the deadline, plus the grace given to a silent server, plus slack for a busy
 # machine.
 ANSWER_SECONDS = DB_TIMEOUT + SILENCE_GRACE_SECONDS + 2.0
-# Long enough for every writer to meet the outage, even where it takes the grace to notice.
-OUTAGE_SECONDS = DB_TIMEOUT + SILENCE_GRACE_SECONDS + 0.5
+# Long enough for every writer to meet the outage, even where it takes the grace to notice;
+# twice that, as the writers are one user's, so one batch at a time: one sent just after the
+# first was answered goes silent too, and must be answered (503) before the database is back.
+# (How long the first waits depends on how many connections the pool had grown to.)
+OUTAGE_SECONDS = 2 * (DB_TIMEOUT + SILENCE_GRACE_SECONDS) + 0.5
 SETTLE_SECONDS = 5.0
 
 T = TypeVar("T")

@@ -14,6 +14,7 @@ from psycopg.pq import Format, TransactionStatus
 from taskd.db.listener import notify_change
 from taskd.db.prepared import in_transaction
 from taskd.db.queries import Query, load_queries
+from taskd.db.users import provision_user
 from taskd.page_cache import (
     HIT,
     MAX_PATCH,
@@ -184,6 +185,17 @@ async def run_write(conn: AsyncConnection, send: Send[T], *, user_id: UserId) ->
     """Run one write on `conn` (run_writes of one)."""
     answer: T = (await run_writes(conn, [send], user_id=user_id))[0]
     return answer
+
+
+def provisioned(send: Send[T], *, user_id: UserId) -> Send[T]:
+    """`send` after the statement that provisions its user, in its transaction and round trip
+    (a write of a user with no row yet writes nothing, and answers 404, but sees the user in)."""
+
+    async def send_provisioned(conn: AsyncConnection) -> Collect[T]:
+        await provision_user(conn, user_id=user_id)
+        return await send(conn)
+
+    return send_provisioned
 
 
 async def _one_transaction(conn: AsyncConnection, statements: Callable[[], Awaitable[T]]) -> T:

@@ -17,7 +17,6 @@ from tornado.iostream import StreamClosedError
 
 from taskd.changes import FeedToken, parse_since, parse_token, render
 from taskd.db import tasks as db
-from taskd.db.pool import connection
 from taskd.errors import ApiError
 from taskd.handlers.base import ApiHandler
 from taskd.listing import parse_limit
@@ -117,7 +116,7 @@ class TaskEventsHandler(ApiHandler):
         sent_at = 0.0
         while True:
             moment = int(time.time())
-            async with self.live.reads, connection(self.pool) as conn:
+            async with self.live.reads, self.database() as conn:
                 page = await db.task_changes(
                     conn,
                     user_id=self.current_user,

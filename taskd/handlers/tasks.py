@@ -7,7 +7,6 @@ import time
 from taskd.changes import FeedToken, parse_since, render
 from taskd.db import tasks as db
 from taskd.db.idempotency import create_task_once
-from taskd.db.pool import connection
 from taskd.db.tasks import RenderedTask
 from taskd.errors import ApiError, unprocessable
 from taskd.handlers.base import ApiHandler
@@ -40,7 +39,7 @@ class TaskListHandler(TaskResponder):
 
     async def get(self, _user: str) -> None:
         query = parse_list_query(self.request.query_arguments)
-        async with connection(self.pool) as conn:
+        async with self.database() as conn:
             page = await db.list_tasks(
                 conn,
                 user_id=self.current_user,
@@ -61,14 +60,13 @@ class TaskListHandler(TaskResponder):
         new = self.json_body(TaskCreate)
         task: RenderedTask | None
         if key is None:
-            task = await self.writes.run(
-                self.current_user,
+            task = await self.run_write(
                 db.create_write(
                     user_id=self.current_user, title=new.title, description=new.description
                 ),
             )
         else:
-            async with connection(self.pool) as conn:
+            async with self.database() as conn:
                 task = await create_task_once(
                     conn,
                     user_id=self.current_user,
@@ -107,7 +105,7 @@ class TaskItemHandler(TaskResponder):
         try:
             return self.json_body(model)
         except ApiError:
-            async with connection(self.pool) as conn:
+            async with self.database() as conn:
                 task = await db.get_task(conn, user_id=self.current_user, task_id=task_id)
             if task is None:
                 raise ApiError(404, NO_SUCH_TASK) from None
@@ -119,7 +117,7 @@ class TaskItemHandler(TaskResponder):
         """Why a write changed nothing: a task that exists had another version than If-Match
         named (412), or there is no such task (404, whatever If-Match said: RFC 9110 §13.2.1)."""
         if if_match is not None:
-            async with connection(self.pool) as conn:
+            async with self.database() as conn:
                 if await db.task_exists(conn, user_id=self.current_user, task_id=task_id):
                     return ApiError(412, STALE_TASK)
         return ApiError(404, NO_SUCH_TASK)
@@ -130,7 +128,7 @@ class TaskHandler(TaskItemHandler):
 
     async def get(self, _user: str, _task: str) -> None:
         task_id = self.task_id()
-        async with connection(self.pool) as conn:
+        async with self.database() as conn:
             task = await db.get_task(conn, user_id=self.current_user, task_id=task_id)
         if task is None:
             raise ApiError(404, NO_SUCH_TASK)
@@ -145,8 +143,7 @@ class TaskHandler(TaskItemHandler):
         task_id = self.task_id()
         if_match = self.if_match()
         update = await self.valid_body(TaskUpdate, task_id, if_match)
-        task = await self.writes.run(
-            self.current_user,
+        task = await self.run_write(
             db.update_write(
                 user_id=self.current_user, task_id=task_id, if_match=if_match, **update.changes()
             ),
@@ -158,8 +155,7 @@ class TaskHandler(TaskItemHandler):
     async def delete(self, _user: str, _task: str) -> None:
         task_id = self.task_id()
         if_match = self.if_match()
-        version = await self.writes.run(
-            self.current_user,
+        version = await self.run_write(
             db.delete_write(user_id=self.current_user, task_id=task_id, if_match=if_match),
         )
         if version is None:
@@ -187,7 +183,7 @@ class TaskCompleteHandler(TaskItemHandler):
                 if_match=if_match,
                 is_completed=completion.is_completed,
             )
-        task = await self.writes.run(self.current_user, write)
+        task = await self.run_write(write)
         if task is None:
             raise await self.unwritten(task_id, if_match)
         self.send_task(task)
@@ -203,7 +199,7 @@ class TaskChangesHandler(ApiHandler):
         since = parse_since(self.request.query_arguments, moment)
         limit = parse_limit(self.request.query_arguments)
         token = since or FeedToken.beginning(moment)
-        async with connection(self.pool) as conn:
+        async with self.database() as conn:
             page = await db.task_changes(
                 conn,
                 user_id=self.current_user,
