@@ -188,8 +188,9 @@ async def run_write(conn: AsyncConnection, send: Send[T], *, user_id: UserId) ->
 
 
 def provisioned(send: Send[T], *, user_id: UserId) -> Send[T]:
-    """`send` after the statement that provisions its user, in its transaction and round trip
-    (a write of a user with no row yet writes nothing, and answers 404, but sees the user in)."""
+    """`send` after the statement that provisions its user, in its transaction and round trip:
+    for a user the process has not seen yet, whose update or delete finds no task (a 404) but
+    provisions the user all the same."""
 
     async def send_provisioned(conn: AsyncConnection) -> Collect[T]:
         await provision_user(conn, user_id=user_id)
