@@ -206,37 +206,40 @@ class ApiHandler(AuthMixin, BaseHandler):
 
     # A user this process has not seen yet is provisioned by the request's first database work,
     # on its connection: a connection of its own would queue in the pool a second time, and
-    # under load a first-seen user's request took twice as long as the others.
+    # under load a first-seen user's request took twice as long as the others. (A create
+    # provisions its user itself, and then calls remember_provisioned.)
 
     @asynccontextmanager
     async def database(self) -> AsyncIterator[AsyncConnection]:
         """A connection for the request's work, its user provisioned on it first if need be."""
         async with connection(self.pool) as conn:
-            if not self._provisioned():
+            if self.current_user not in self._known_users:
                 await provision_user(conn, user_id=self.current_user)
-                self._remember_provisioned()
+                self.remember_provisioned()
             yield conn
 
     async def run_write(self, send: Send[T]) -> T:
         """The write `send` of the request's user, batched with the user's others (UserWrites),
         after the statement that provisions the user, in its transaction, if need be."""
-        if self._provisioned():
-            return await self.writes.run(self.current_user, send)
-        answer = await self.writes.run(
-            self.current_user, provisioned(send, user_id=self.current_user)
-        )
-        self._remember_provisioned()
+        first = self.current_user not in self._known_users
+        if first:
+            send = provisioned(send, user_id=self.current_user)
+        answer = await self.writes.run(self.current_user, send)
+        if first:
+            self.remember_provisioned()
         return answer
 
-    def _provisioned(self) -> bool:
-        known: set[UserId] = self.settings["known_users"]
-        return self.current_user in known
-
-    def _remember_provisioned(self) -> None:
-        known: set[UserId] = self.settings["known_users"]
+    def remember_provisioned(self) -> None:
+        """The request's user has a row: this process need not provision them again."""
+        known = self._known_users
         if len(known) >= KNOWN_USERS_MAX:
             known.clear()
         known.add(self.current_user)
+
+    @property
+    def _known_users(self) -> set[UserId]:
+        known: set[UserId] = self.settings["known_users"]
+        return known
 
     def data_received(self, chunk: bytes) -> None:
         self._body_size += len(chunk)

@@ -7,6 +7,7 @@ import time
 from taskd.changes import FeedToken, parse_since, render
 from taskd.db import tasks as db
 from taskd.db.idempotency import create_task_once
+from taskd.db.pool import connection
 from taskd.db.tasks import RenderedTask
 from taskd.errors import ApiError, unprocessable
 from taskd.handlers.base import ApiHandler
@@ -60,13 +61,14 @@ class TaskListHandler(TaskResponder):
         new = self.json_body(TaskCreate)
         task: RenderedTask | None
         if key is None:
-            task = await self.run_write(
+            task = await self.writes.run(
+                self.current_user,
                 db.create_write(
                     user_id=self.current_user, title=new.title, description=new.description
                 ),
             )
         else:
-            async with self.database() as conn:
+            async with connection(self.pool) as conn:
                 task = await create_task_once(
                     conn,
                     user_id=self.current_user,
@@ -75,6 +77,8 @@ class TaskListHandler(TaskResponder):
                     title=new.title,
                     description=new.description,
                 )
+        # Either way the create provisioned its user, in its own transaction.
+        self.remember_provisioned()
         if task is None:
             raise unprocessable(
                 ["header", IDEMPOTENCY_KEY],
