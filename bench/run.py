@@ -1,9 +1,10 @@
 """Benchmark taskd (and the seed plan's FastAPI reference) with wrk on this machine.
 
     python3 bench/run.py                     # taskd alone: a table, and JSON in bench/results/
-    python3 bench/run.py --compare           # taskd, then the reference; ratios and targets
+    python3 bench/run.py --compare           # taskd and the reference; ratios and targets
 
-Each target gets a fresh database and its own server on a free loopback port; both are gone when
+Each target gets a fresh database and its own server on a free loopback port for each data set;
+with --compare each scenario runs on taskd, then at once on the reference. All of it is gone when
 the run ends, however it ends. See bench/README.md.
 """
 
@@ -20,7 +21,7 @@ from types import FrameType
 from typing import Any
 
 from harness import BenchError
-from harness.bench import SCENARIOS, SETS, Options, TargetRun, bench_target
+from harness.bench import SCENARIOS, SETS, Options, TargetRun, bench_targets
 from harness.commands import ensure_wrk
 from harness.machine import describe
 from harness.report import (
@@ -65,7 +66,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--target", choices=("taskd", "reference"), default="taskd")
     parser.add_argument(
-        "--compare", action="store_true", help="run taskd, then the reference, and compare"
+        "--compare", action="store_true", help="run taskd and the reference, and compare"
     )
     parser.add_argument("--no-fail", action="store_true", help="exit 0 even if a target is missed")
     parser.add_argument("--duration", type=_positive, default=15, help="seconds per scenario")
@@ -129,12 +130,13 @@ class Session:
             "options": options_json(self.options),
         }
 
-    def bench(self, target: Target, wrk: str) -> TargetRun:
-        run = bench_target(target, self.options, wrk)
-        for one in run.sets.values():
-            print(target_report(one, self.options) + "\n", flush=True)
-        self.save(target.name, run_json(run))
-        return run
+    def bench(self, targets: list[Target], wrk: str) -> list[TargetRun]:
+        runs = bench_targets(targets, self.options, wrk)
+        for run in runs:
+            for one in run.sets.values():
+                print(target_report(one, self.options) + "\n", flush=True)
+            self.save(run.target, run_json(run))
+        return runs
 
     def compare(self, mine: TargetRun, theirs: TargetRun) -> bool:
         """Print the comparison and save it; whether every target was met."""
@@ -162,9 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         wrk = ensure_wrk()
         session = Session(args)
         if not args.compare:
-            session.bench(taskd if args.target == "taskd" else Reference(), wrk)
+            session.bench([taskd if args.target == "taskd" else Reference()], wrk)
             return 0
-        all_met = session.compare(session.bench(taskd, wrk), session.bench(Reference(), wrk))
+        mine, theirs = session.bench([taskd, Reference()], wrk)
+        all_met = session.compare(mine, theirs)
     except BenchError as error:
         print(f"bench: error: {error}", file=sys.stderr)
         return EXIT_ERROR

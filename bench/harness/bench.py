@@ -9,7 +9,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from math import ceil
@@ -142,20 +142,38 @@ def set_scenarios(data_set: str, options: Options) -> tuple[str, ...]:
     return options.scenarios
 
 
-def bench_target(target: Target, options: Options, wrk: str) -> TargetRun:
-    target.prepare()
-    runs = {}
+@dataclass(frozen=True)
+class Part:
+    """A target's part in a data set's run: the data set it is measured on, and its scenarios."""
+
+    target: Target
+    data_set: str
+    options: Options
+
+
+def bench_targets(targets: list[Target], options: Options, wrk: str) -> list[TargetRun]:
+    """Every data set of `options` for `targets`, together: per data set each target gets its
+    own database and server, and each scenario runs on every target in turn before the next
+    scenario starts, so that they meet the machine's cores at the same speed (on a virtual
+    machine that speed changes from one minute to the next)."""
+    for target in targets:
+        target.prepare()
+    runs: dict[str, dict[str, SetRun]] = {target.name: {} for target in targets}
     for data_set in options.sets:
-        if data_set == LIST_MISS and not target.list_cache:
-            # Every list of a target without a page cache is a miss: list-miss is compared with
-            # its one-user list (report.py), measured here when one-user itself is not asked for.
-            only_list = replace(options, scenarios=set_scenarios(LIST_MISS, options))
-            if ONE_USER not in options.sets and only_list.scenarios:
-                runs[ONE_USER] = bench_set(target, ONE_USER, only_list, wrk)
-            continue
-        if set_scenarios(data_set, options):
-            runs[data_set] = bench_set(target, data_set, options, wrk)
-    return TargetRun(target.name, runs)
+        parts = []
+        for target in targets:
+            if data_set == LIST_MISS and not target.list_cache:
+                # Every list of a target without a page cache is a miss: list-miss is compared
+                # with its one-user list (report.py), measured here, beside the misses, when
+                # one-user itself is not asked for.
+                only_list = replace(options, scenarios=set_scenarios(LIST_MISS, options))
+                if ONE_USER not in options.sets and only_list.scenarios:
+                    parts.append(Part(target, ONE_USER, only_list))
+            elif set_scenarios(data_set, options):
+                parts.append(Part(target, data_set, options))
+        for part, run in zip(parts, bench_set(parts, wrk), strict=True):
+            runs[part.target.name][part.data_set] = run
+    return [TargetRun(target.name, runs[target.name]) for target in targets]
 
 
 @dataclass(frozen=True)
@@ -186,7 +204,49 @@ class Seeded:
     workload: Workload
 
 
-def bench_set(target: Target, data_set: str, options: Options, wrk: str) -> SetRun:
+@dataclass(frozen=True)
+class Staged:
+    """A part's started, seeded server: the runner of its loads, and when it started."""
+
+    part: Part
+    runner: Runner
+    seeded: Seeded
+    started_at: str
+
+    @property
+    def scenarios(self) -> tuple[str, ...]:
+        return set_scenarios(self.part.data_set, self.part.options)
+
+    def set_run(self) -> SetRun:
+        return SetRun(
+            self.part.target.name,
+            self.part.data_set,
+            self.started_at,
+            self.seeded.shape,
+            self.seeded.list_bytes,
+            self.runner.results,
+        )
+
+
+def bench_set(parts: list[Part], wrk: str) -> list[SetRun]:
+    """The parts of one data set's run, each on its own database and server, all up at once;
+    the scenarios in order, each run on every part in turn."""
+    with ExitStack() as stack:
+        staged = [stack.enter_context(_staged(part, wrk)) for part in parts]
+        for one in staged:
+            one.runner.warm_up(one.seeded.workload)
+        for scenario in SCENARIOS:
+            for one in staged:
+                if scenario in one.scenarios:
+                    one.runner.measure(one.seeded.workload, scenario)
+        return [one.set_run() for one in staged]
+
+
+@contextmanager
+def _staged(part: Part, wrk: str) -> Iterator[Staged]:
+    """A part's server started on its fresh database and seeded; stopped, and the database
+    dropped, on leaving."""
+    target, data_set, options = part.target, part.data_set, part.options
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     name = f"{target.name}, {data_set}"
     with (
@@ -212,8 +272,7 @@ def bench_set(target: Target, data_set: str, options: Options, wrk: str) -> SetR
             )
             port_with_metrics = port if target.list_cache else None
             runner = Runner(name, server, database_url, load, options, workdir, port_with_metrics)
-            scenarios = runner.run(seeded.workload, set_scenarios(data_set, options))
-    return SetRun(target.name, data_set, started_at, seeded.shape, seeded.list_bytes, scenarios)
+            yield Staged(part, runner, seeded, started_at)
 
 
 def seed_one_user(stage: Stage) -> Seeded:
@@ -297,7 +356,7 @@ def read_lines(path: Path) -> list[str]:
 
 
 class Runner:
-    """Runs the chosen scenarios in order against one started, seeded server."""
+    """Runs scenarios, in the order they are asked for, against one started, seeded server."""
 
     def __init__(
         self,
@@ -321,25 +380,27 @@ class Runner:
         # Tasks made by creates and not yet handed to a load that deletes, with the create rate.
         self._undeleted: list[str] = []
         self._create_rate: float | None = None
+        # The figures of each scenario measured so far.
+        self.results: dict[str, ScenarioResult] = {}
 
-    def run(self, workload: Workload, scenarios: tuple[str, ...]) -> dict[str, ScenarioResult]:
+    def warm_up(self, workload: Workload) -> None:
         if self._options.warmup:
             seconds = self._options.warmup
             progress(f"{self._name}: warming up with {workload.warmup} for {seconds} s")
             script, env = workload.script(workload.warmup)
             self._load.run(script, seconds, env)
-        results: dict[str, ScenarioResult] = {}
-        for scenario in scenarios:
-            script, env = workload.script(scenario)
-            delete_share = workload.delete_shares.get(scenario)
-            if delete_share is None:
-                results[scenario] = self._measure(scenario, script, env | self._recording())
-            else:
-                results[scenario] = self._measure_deletes(workload, scenario, delete_share, results)
-            if scenario == "create":
-                self._undeleted += read_lines(self._created_tasks)
-                self._create_rate = results[scenario].load.requests_per_second
-        return results
+
+    def measure(self, workload: Workload, scenario: str) -> None:
+        """Run `scenario` and keep its figures in `results`."""
+        script, env = workload.script(scenario)
+        delete_share = workload.delete_shares.get(scenario)
+        if delete_share is None:
+            self.results[scenario] = self._measure(scenario, script, env | self._recording())
+        else:
+            self.results[scenario] = self._measure_deletes(workload, scenario, delete_share)
+        if scenario == "create":
+            self._undeleted += read_lines(self._created_tasks)
+            self._create_rate = self.results[scenario].load.requests_per_second
 
     def _recording(self) -> dict[str, str]:
         return {"BENCH_CREATED_TASKS": str(self._created_tasks)}
@@ -399,10 +460,9 @@ class Runner:
         workload: Workload,
         scenario: str,
         delete_share: float,
-        results: dict[str, ScenarioResult],
     ) -> ScenarioResult:
         """A scenario that deletes tasks, each once: tasks made by creates beforehand."""
-        supply = self._take_tasks_to_delete(workload, delete_share, results)
+        supply = self._take_tasks_to_delete(workload, delete_share)
         write_lines(self._delete_tasks, supply)
         script, env = workload.script(scenario)
         env |= self._recording() | {"BENCH_DELETE_TASKS": str(self._delete_tasks)}
@@ -414,15 +474,13 @@ class Runner:
             return replace(result, notes=(*result.notes, note))
         return result
 
-    def _take_tasks_to_delete(
-        self, workload: Workload, delete_share: float, results: dict[str, ScenarioResult]
-    ) -> list[str]:
+    def _take_tasks_to_delete(self, workload: Workload, delete_share: float) -> list[str]:
         """Enough of the created tasks for the deletes, topped up by unmeasured create runs."""
         while True:
             if self._create_rate is None:
                 seconds = self._options.duration
             else:
-                needed = self._deletes_needed(results, delete_share)
+                needed = self._deletes_needed(delete_share)
                 if len(self._undeleted) >= needed:
                     taken, self._undeleted = self._undeleted[:needed], self._undeleted[needed:]
                     return taken
@@ -436,11 +494,11 @@ class Runner:
             self._undeleted += made
             self._create_rate = len(made) / seconds
 
-    def _deletes_needed(self, results: dict[str, ScenarioResult], delete_share: float) -> int:
+    def _deletes_needed(self, delete_share: float) -> int:
         # A delete is a one-row write like create, update and toggle, and can be as fast as a
         # get or faster; a mixed load as fast as its cheapest requests. Twice the fastest rate
         # measured so far leaves room for either.
         assert self._create_rate is not None
         rates = [self._create_rate]
-        rates += [result.load.requests_per_second for result in results.values()]
+        rates += [result.load.requests_per_second for result in self.results.values()]
         return ceil(DELETE_SUPPLY_FACTOR * delete_share * max(rates) * self._options.duration)
