@@ -144,7 +144,8 @@ def set_scenarios(data_set: str, options: Options) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Part:
-    """A target's part in a data set's run: the data set it is measured on, and its scenarios."""
+    """A target's part in a data set's run: the data set it is measured on, and the options it
+    is measured with (the scenarios among them)."""
 
     target: Target
     data_set: str
@@ -234,11 +235,11 @@ def bench_set(parts: list[Part], wrk: str) -> list[SetRun]:
     with ExitStack() as stack:
         staged = [stack.enter_context(_staged(part, wrk)) for part in parts]
         for one in staged:
-            one.runner.warm_up(one.seeded.workload)
+            one.runner.warm_up()
         for scenario in SCENARIOS:
             for one in staged:
                 if scenario in one.scenarios:
-                    one.runner.measure(one.seeded.workload, scenario)
+                    one.runner.measure(scenario)
         return [one.set_run() for one in staged]
 
 
@@ -271,7 +272,16 @@ def _staged(part: Part, wrk: str) -> Iterator[Staged]:
                 env=seeded.workload.env,
             )
             port_with_metrics = port if target.list_cache else None
-            runner = Runner(name, server, database_url, load, options, workdir, port_with_metrics)
+            runner = Runner(
+                name,
+                server,
+                database_url,
+                load,
+                seeded.workload,
+                options,
+                workdir,
+                port_with_metrics,
+            )
             yield Staged(part, runner, seeded, started_at)
 
 
@@ -364,11 +374,13 @@ class Runner:
         server: Server,
         database_url: str,
         load: Load,
+        workload: Workload,
         options: Options,
         workdir: Path,
         metrics_port: int | None = None,
     ) -> None:
         self._name = name
+        self._workload = workload
         self._metrics_port = metrics_port
         self._server = server
         self._database_url = database_url
@@ -383,21 +395,22 @@ class Runner:
         # The figures of each scenario measured so far.
         self.results: dict[str, ScenarioResult] = {}
 
-    def warm_up(self, workload: Workload) -> None:
+    def warm_up(self) -> None:
+        workload = self._workload
         if self._options.warmup:
             seconds = self._options.warmup
             progress(f"{self._name}: warming up with {workload.warmup} for {seconds} s")
             script, env = workload.script(workload.warmup)
             self._load.run(script, seconds, env)
 
-    def measure(self, workload: Workload, scenario: str) -> None:
+    def measure(self, scenario: str) -> None:
         """Run `scenario` and keep its figures in `results`."""
-        script, env = workload.script(scenario)
-        delete_share = workload.delete_shares.get(scenario)
+        script, env = self._workload.script(scenario)
+        delete_share = self._workload.delete_shares.get(scenario)
         if delete_share is None:
             self.results[scenario] = self._measure(scenario, script, env | self._recording())
         else:
-            self.results[scenario] = self._measure_deletes(workload, scenario, delete_share)
+            self.results[scenario] = self._measure_deletes(scenario, delete_share)
         if scenario == "create":
             self._undeleted += read_lines(self._created_tasks)
             self._create_rate = self.results[scenario].load.requests_per_second
@@ -455,16 +468,11 @@ class Runner:
                 )
             time.sleep(SETTLE_POLL_S)
 
-    def _measure_deletes(
-        self,
-        workload: Workload,
-        scenario: str,
-        delete_share: float,
-    ) -> ScenarioResult:
+    def _measure_deletes(self, scenario: str, delete_share: float) -> ScenarioResult:
         """A scenario that deletes tasks, each once: tasks made by creates beforehand."""
-        supply = self._take_tasks_to_delete(workload, delete_share)
+        supply = self._take_tasks_to_delete(delete_share)
         write_lines(self._delete_tasks, supply)
-        script, env = workload.script(scenario)
+        script, env = self._workload.script(scenario)
         env |= self._recording() | {"BENCH_DELETE_TASKS": str(self._delete_tasks)}
         result = self._measure(scenario, script, env)
         # Each wrk thread cycles through its share: once one has deleted all of it, its next
@@ -474,7 +482,7 @@ class Runner:
             return replace(result, notes=(*result.notes, note))
         return result
 
-    def _take_tasks_to_delete(self, workload: Workload, delete_share: float) -> list[str]:
+    def _take_tasks_to_delete(self, delete_share: float) -> list[str]:
         """Enough of the created tasks for the deletes, topped up by unmeasured create runs."""
         while True:
             if self._create_rate is None:
@@ -486,7 +494,7 @@ class Runner:
                     return taken
                 seconds = ceil((needed - len(self._undeleted)) / self._create_rate) + 1
             progress(f"{self._name}: creating tasks to delete for {seconds} s")
-            script, env = workload.script("create")
+            script, env = self._workload.script("create")
             self._load.run(script, seconds, env | self._recording())
             made = read_lines(self._created_tasks)
             if not made:
