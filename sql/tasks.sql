@@ -134,26 +134,22 @@ AND (%(completed)s::boolean IS NULL OR is_completed = %(completed)s::boolean)
 AND (%(pattern)s::text IS NULL
      OR title ILIKE %(pattern)s::text OR description ILIKE %(pattern)s::text)
 
--- fragment: created_us
--- created_at as microseconds since 1970, an integer that is cheap to send and compare
-(extract(epoch FROM created_at) * 1000000)::bigint
-
 -- name: list_tasks
 -- One page in keyset order, as the comma-separated stored JSON of its tasks (the caller adds the
 -- brackets): one value instead of a row per task, UTF-8 bytes sent as they are. Also the
 -- (sort value, id) of the page's last row, the user's version and number of tasks when it was
 -- read (see tasks_changed_since), whether another row follows the page, and
 -- {row_arrays}: for a list whose page a cache may patch (the first page of a user's tasks in
--- created_at order), each row's id, created_us and length of JSON, in page order
+-- created_at order), each row's id, created_at and length of JSON, in page order
 -- (taskd/page_cache.py);
--- NULLs for the others, which spares PostgreSQL some 40 % of a 1000-task page's time.
+-- NULLs for the others, which spares PostgreSQL a quarter of a 1000-task page's instructions.
 -- The index on ({sort_column}, id) hands the rows over in order; the aggregates take them in that
 -- order, as PostgreSQL does for input from a sorted subquery (docs, "Aggregate Expressions"),
 -- which spares an ORDER BY inside the aggregate: a second sort of the whole page.
 -- {sort_column}, {direction} and {after} come from the fixed table SORTS in taskd/db/tasks.py,
 -- one variant of this query per allowed sort, made at load time.
 WITH page AS (
-    SELECT {task_json} AS task, {sort_column} AS sort_value, id, {created_us} AS created_us
+    SELECT {task_json} AS task, {sort_column} AS sort_value, id, created_at
     FROM tasks
     WHERE {list_filter}
       AND (%(after_id)s::bigint IS NULL
@@ -175,7 +171,7 @@ SELECT coalesce(tasks, ''), last_value, last_id,
            ORDER BY {sort_column} {direction}, id {direction}
            LIMIT 1
        ) IS NOT NULL,
-       ids, created_us, sizes
+       ids, created_at, sizes
 FROM summary;
 
 -- name: tasks_changed_since
@@ -185,10 +181,10 @@ FROM summary;
 -- the page has more after it, how many of the user's tasks come no later than its last one,
 -- (%(last_value)s, %(last_id)s), in its order ({within_page}: one variant per direction, made
 -- at load time); the ids deleted through the API; and up to %(max_written)s of the tasks
--- written, as ids, created_us and JSON texts. When nothing changed: an index lookup of the
+-- written, as ids, created_at and JSON texts. When nothing changed: an index lookup of the
 -- user, a count over the user's index entries and two empty index range scans.
 WITH written AS (
-    SELECT id, {created_us} AS created_us, {task_json} AS task
+    SELECT id, created_at, {task_json} AS task
     FROM tasks
     WHERE user_id = %(user_id)s AND version > %(since)s::bigint
     LIMIT %(max_written)s
@@ -206,7 +202,7 @@ SELECT version,
        ARRAY(SELECT id FROM task_tombstones
              WHERE user_id = %(user_id)s AND version > %(since)s::bigint),
        ARRAY(SELECT id FROM written),
-       ARRAY(SELECT created_us FROM written),
+       ARRAY(SELECT created_at FROM written),
        ARRAY(SELECT task FROM written)
 FROM now;
 

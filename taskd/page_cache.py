@@ -20,7 +20,7 @@ import zlib
 from array import array
 from bisect import bisect_left
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -60,9 +60,10 @@ def gzip_coded(data: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class PageRows:
-    """A page's tasks in page order: each one's id, created_at in microseconds, and the byte
-    length of its JSON in the page (JSON array elements, one comma apart). Machine integers, 20
-    bytes a task: a copy of each task's JSON would cost as much memory again as the page."""
+    """A page's tasks in page order: each one's id, created_at in microseconds since PG_EPOCH,
+    and the byte length of its JSON in the page (JSON array elements, one comma apart). Machine
+    integers, 20 bytes a task: a copy of each task's JSON would cost as much memory again as the
+    page."""
 
     ids: array[int]
     created_us: array[int]
@@ -92,10 +93,11 @@ class CachedPage:
 
 @dataclass(frozen=True)
 class Written:
-    """Tasks written since a version: ids, created_at in microseconds, and JSON texts."""
+    """Tasks written since a version: ids, created_at in microseconds since PG_EPOCH, and JSON
+    texts."""
 
     ids: list[int]
-    created_us: list[int]
+    created_us: Sequence[int]
     tasks: list[bytes]
 
 
@@ -114,7 +116,7 @@ class Changes:
 
 
 def page_rows(
-    body: bytes, ids: list[int], created_us: list[int], sizes: list[int]
+    body: bytes, ids: list[int], created_us: Sequence[int], sizes: list[int]
 ) -> PageRows | None:
     """The rows of a page's JSON array `body`, with the byte lengths of its elements; None when
     they do not add up (lengths counted in a database encoding other than UTF-8)."""
@@ -123,12 +125,13 @@ def page_rows(
     return PageRows(array("q", ids), array("q", created_us), array("I", sizes))
 
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# PostgreSQL's epoch: a timestamp in its binary form is microseconds since then.
+PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def utc_moment(created_us: int) -> datetime:
-    """The timestamp of `created_us` microseconds since 1970."""
-    return EPOCH + timedelta(microseconds=created_us)
+    """The timestamp of `created_us` microseconds since PG_EPOCH."""
+    return PG_EPOCH + timedelta(microseconds=created_us)
 
 
 def refreshed(
