@@ -43,13 +43,23 @@ SILENCE_GRACE_SECONDS = 1.0
 # cheaper), for 0.2-0.6 ms each; the generic plans use the user's index as the custom ones do.
 # Not on Citus, whose coordinator plans a distributed query from its parameters' values:
 # without them it cannot plan the list or the create.
+#
+# The last column keeps the backend from giving a list's memory back to the kernel after every
+# statement. A 1000-task page (400 KB of JSON) takes a backend about 3 MB of heap: the aggregate,
+# its result, the message sent. glibc's malloc trims the heap's free top beyond twice its mmap
+# threshold, which starts at 128 KB and rises to the size of the largest mmap-ed block freed so
+# far (mallopt(3), M_MMAP_THRESHOLD): every such list faulted its 3 MB back in, some 500 page
+# faults, which cost the backend more CPU than the rest of the list. One 4 MiB value made and
+# freed here raises the threshold to 4 MiB, so pages of up to about 1 MB of JSON are built in
+# memory the backend keeps (README, Performance).
 _SESSION_SETTINGS = """
     SELECT set_config('statement_timeout', %s, false),
            set_config('plan_cache_mode',
                       CASE WHEN EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')
                            THEN current_setting('plan_cache_mode')
                            ELSE 'force_generic_plan' END,
-                      false)
+                      false),
+           octet_length(repeat(repeat('x', 1024), 4096))
 """
 
 
