@@ -137,6 +137,12 @@ FROM bumped, (ROWS) AS rows (title, created_at, updated_at)
 """
 
 
+def process_stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command's name (proc(5)): the state first, the
+    parent's pid next, the minor page faults eighth."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+
+
 def insert_by_hand(rows: str) -> str:
     return _INSERT_BY_HAND.replace("ROWS", rows)
 

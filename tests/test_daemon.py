@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import SECRET, make_token
+from conftest import SECRET, make_token, process_stat
 from live import START_TIMEOUT, STOP_TIMEOUT, Process, free_port, request, taskd
 
 WORKER_SERVES = re.compile(r"worker \d+ \(pid (\d+)\) serves")
@@ -119,8 +119,7 @@ def pool_connections(database_url: str) -> dict[str, int]:
 
 
 def parent_of(pid: int) -> int:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat.rpartition(")")[2].split()[1])
+    return int(process_stat(pid)[1])
 
 
 def connection_refused(port: int) -> bool:
@@ -445,7 +444,7 @@ def test_a_drain_cuts_off_no_request_that_arrives_on_an_idle_keep_alive_connecti
 def running(pid: int) -> bool:
     """Whether `pid` still runs (a zombie waiting for whoever adopted it to reap it does not)."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        state = process_stat(pid)[0]
     except FileNotFoundError:
         return False
     return state != "Z"

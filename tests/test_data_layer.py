@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
-from conftest import connect, insert_by_hand, new_user_id
+from conftest import connect, insert_by_hand, new_user_id, process_stat
 
 from taskd import migrate
 from taskd.db import idempotency, tasks, users
@@ -284,13 +284,6 @@ async def test_on_citus_the_pools_queries_are_planned_with_their_values(pool, se
         assert custom_plans > 0, statement
 
 
-def minor_page_faults(pid: int) -> int:
-    """The page faults a process of this machine has taken that the disk had no part in (proc(5),
-    /proc/PID/stat: minflt, the tenth field)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return int(fields[7])
-
-
 @pytest.mark.direct_postgres("PgBouncer may run each statement in another server process")
 @pytest.mark.not_on_citus(
     "a worker node's process builds a page, and the pool configures only the coordinator's"
@@ -304,16 +297,15 @@ async def test_a_pool_connections_server_process_keeps_a_1000_task_pages_memory(
         await conn.execute(
             insert_by_hand(f"{titles} FROM generate_series(1, 1000)"), {"user": user_id}
         )
-        cursor = await conn.execute("SELECT pg_backend_pid()")
-        (backend,) = await cursor.fetchone()
+        backend = conn.info.backend_pid
         cmdline = Path(f"/proc/{backend}/cmdline")
         if not cmdline.exists() or b"postgres" not in cmdline.read_bytes():
             pytest.skip("the test's PostgreSQL server runs on another machine")
         await tasks.list_tasks(conn, user_id=user_id, limit=1000)
-        before = minor_page_faults(backend)
+        before = int(process_stat(backend)[7])
         for _ in range(5):
             page = await tasks.list_tasks(conn, user_id=user_id, limit=1000)
-        faults_per_list = (minor_page_faults(backend) - before) / 5
+        faults_per_list = (int(process_stat(backend)[7]) - before) / 5
     assert len(page.json) > 400_000
     assert faults_per_list < 50
 
