@@ -3,16 +3,25 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BASE_PYTHON := $(VENV)/.base-python
 SOURCES := setup.py $(shell find taskd sql migrations -type f -not -path '*/__pycache__/*')
 export TASKD_DATA_DIR ?= $(CURDIR)/.taskd
 
-.PHONY: run test test-text-ids test-pgbouncer test-citus lint typecheck check check-install check-unit check-better-auth check-clients clean bench bench-compare bench-events fuzz
+.PHONY: FORCE run test test-text-ids test-pgbouncer test-citus lint typecheck check check-install check-unit check-better-auth check-clients clean bench bench-compare bench-events fuzz
+
+# .venv is made from PYTHON, and made again when PYTHON names another interpreter, so that
+# `make test PYTHON=...` tests on it and `make bench-compare PYTHON=...` runs taskd and the
+# reference on the same one (bench/run.py refuses to compare servers on different ones).
+$(BASE_PYTHON): FORCE
+	@base="$$($(PYTHON) -c 'import os, sys; print(os.path.realpath(sys.executable))')"; \
+	if [ "$$(cat $@ 2>/dev/null)" != "$$base" ]; then \
+		rm -rf $(VENV) && $(PYTHON) -m venv $(VENV) && echo "$$base" > $@; \
+	fi
 
 # A non-editable install, so the tests exercise exactly what `pip install .` ships. Errors only
 # (-qq): a pip configuration's warnings, such as one per package its extra index lacks, would
 # otherwise fill the screen before `make run` says where taskd is.
-$(STAMP): $(SOURCES)
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(STAMP): $(SOURCES) $(BASE_PYTHON)
 	$(BIN)/pip install -qq --disable-pip-version-check ".[test,dev]"
 	touch $@
 

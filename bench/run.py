@@ -135,6 +135,7 @@ class Session:
         for run in runs:
             for one in run.sets.values():
                 print(target_report(one, self.options) + "\n", flush=True)
+            print(f"{run.target} ran on Python {run.interpreter}\n", flush=True)
             self.save(run.target, run_json(run))
         return runs
 

@@ -106,6 +106,8 @@ class SetRun:
 @dataclass(frozen=True)
 class TargetRun:
     target: str
+    # Target.interpreter(): what the server ran on.
+    interpreter: str
     sets: dict[str, SetRun]
 
     @property
@@ -159,6 +161,14 @@ def bench_targets(targets: list[Target], options: Options, wrk: str) -> list[Tar
     machine that speed changes from one minute to the next)."""
     for target in targets:
         target.prepare()
+    interpreters = {target.name: target.interpreter() for target in targets}
+    if len(set(interpreters.values())) > 1:
+        ran_on = ", ".join(f"{name} on Python {python}" for name, python in interpreters.items())
+        raise BenchError(
+            f"the servers would run on different interpreters ({ran_on}), whose speeds differ: "
+            "install taskd with the interpreter that runs bench/run.py (make bench-compare "
+            "PYTHON=... does both)"
+        )
     runs: dict[str, dict[str, SetRun]] = {target.name: {} for target in targets}
     for data_set in options.sets:
         parts = []
@@ -174,7 +184,9 @@ def bench_targets(targets: list[Target], options: Options, wrk: str) -> list[Tar
                 parts.append(Part(target, data_set, options))
         for part, run in zip(parts, bench_set(parts, wrk), strict=True):
             runs[part.target.name][part.data_set] = run
-    return [TargetRun(target.name, runs[target.name]) for target in targets]
+    return [
+        TargetRun(target.name, interpreters[target.name], runs[target.name]) for target in targets
+    ]
 
 
 @dataclass(frozen=True)

@@ -320,6 +320,7 @@ def set_json(run: SetRun) -> dict[str, Any]:
 def run_json(run: TargetRun) -> dict[str, Any]:
     return {
         "target": run.target,
+        "python": run.interpreter,
         "max_worker_rss_mib": run.max_worker_mib,
         "sets": {data_set: set_json(one) for data_set, one in run.sets.items()},
     }

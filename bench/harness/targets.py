@@ -20,6 +20,17 @@ DEFAULT_TASKD = REPO_DIR / ".venv" / "bin" / "taskd"
 REFERENCE_DIR = BENCH_DIR / "reference"
 REFERENCE_VENV = BENCH_DIR / ".venv-reference"
 TOKEN_TTL_S = 24 * 3600
+_INTERPRETER_PROBE = (
+    "import os, platform, sys; "
+    "print(platform.python_version(), os.path.realpath(sys._base_executable))"
+)
+
+
+def interpreter(python: Path | str) -> str:
+    """The interpreter that `python` (a virtualenv's, say) runs on: its version and real path.
+    Builds of one version differ (one may be built with PGO and LTO, another without), so the
+    two servers of a comparison run on the same one."""
+    return run([str(python), "-c", _INTERPRETER_PROBE]).stdout.strip()
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,11 @@ class Taskd:
             raise BenchError(
                 f"{self.executable} does not exist: run `make test` (or pip install .)"
             )
+
+    def interpreter(self) -> str:
+        # A console script names its interpreter on its first line.
+        shebang = self.executable.read_text().splitlines()[0]
+        return interpreter(shebang.removeprefix("#!").strip())
 
     def launch(self, database_url: str, secret: str, port: int, workers: int) -> Launch:
         return Launch(
@@ -82,9 +98,12 @@ class Reference:
     list_cache: bool = False
 
     def prepare(self) -> None:
+        """Its virtualenv, remade when its requirements change or it was made from another
+        interpreter than the one running the benchmark (which taskd's must share)."""
         requirements = REFERENCE_DIR / "requirements.txt"
         stamp = REFERENCE_VENV / "requirements.sha256"
         digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
+        digest += f" on {interpreter(sys.executable)}"
         python = REFERENCE_VENV / "bin" / "python"
         if python.is_file() and stamp.is_file() and stamp.read_text() == digest:
             return
@@ -93,6 +112,9 @@ class Reference:
         pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
         run([*pip, "-r", str(requirements)])
         stamp.write_text(digest)
+
+    def interpreter(self) -> str:
+        return interpreter(REFERENCE_VENV / "bin" / "python")
 
     def launch(self, database_url: str, secret: str, port: int, workers: int) -> Launch:
         uvicorn = REFERENCE_VENV / "bin" / "uvicorn"
@@ -132,6 +154,9 @@ class Target(Protocol):
     def name(self) -> str: ...
 
     def prepare(self) -> None: ...
+
+    def interpreter(self) -> str:
+        """The Python version and real path of the interpreter the server runs on."""
 
     def launch(self, database_url: str, secret: str, port: int, workers: int) -> Launch: ...
 
