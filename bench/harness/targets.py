@@ -103,15 +103,15 @@ class Reference:
         requirements = REFERENCE_DIR / "requirements.txt"
         stamp = REFERENCE_VENV / "requirements.sha256"
         digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
-        digest += f" on {interpreter(sys.executable)}"
+        made_for = f"{digest} on {interpreter(sys.executable)}"
         python = REFERENCE_VENV / "bin" / "python"
-        if python.is_file() and stamp.is_file() and stamp.read_text() == digest:
+        if python.is_file() and stamp.is_file() and stamp.read_text() == made_for:
             return
         progress(f"installing the reference into {REFERENCE_VENV.relative_to(REPO_DIR)}")
         run([sys.executable, "-m", "venv", "--clear", str(REFERENCE_VENV)])
         pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
         run([*pip, "-r", str(requirements)])
-        stamp.write_text(digest)
+        stamp.write_text(made_for)
 
     def interpreter(self) -> str:
         return interpreter(REFERENCE_VENV / "bin" / "python")
