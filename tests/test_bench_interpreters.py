@@ -9,6 +9,7 @@ import platform
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import NoReturn
 
 import pytest
 
@@ -25,8 +26,6 @@ def harness(module: str = "") -> ModuleType:
 class Unstartable:
     """A target that can only be prepared and asked for its interpreter."""
 
-    list_cache = False
-
     def __init__(self, name: str, python: str) -> None:
         self.name = name
         self.python = python
@@ -37,7 +36,7 @@ class Unstartable:
     def interpreter(self) -> str:
         return self.python
 
-    def __getattr__(self, attribute: str) -> None:
+    def __getattr__(self, attribute: str) -> NoReturn:
         raise AssertionError(f"the benchmark went on to use {attribute}")
 
 
