@@ -20,19 +20,20 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from harness import BenchError
-from harness.bench import SCENARIOS, SETS, Options, TargetRun, bench_targets
+from harness import SETS, BenchError
+from harness.bench import SCENARIOS, Options, TargetRun, bench_targets
 from harness.commands import ensure_wrk
 from harness.machine import describe
 from harness.report import (
     checks,
     comparison_report,
+    floor_report,
     options_json,
     run_json,
     target_report,
     write_json,
 )
-from harness.targets import BENCH_DIR, DEFAULT_TASKD, Reference, Target, Taskd
+from harness.targets import BENCH_DIR, DEFAULT_TASKD, Floor, Reference, Target, Taskd
 
 EXIT_MISSED = 1
 EXIT_ERROR = 2
@@ -64,9 +65,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench/run.py", description="Benchmark taskd against the seed plan's reference."
     )
-    parser.add_argument("--target", choices=("taskd", "reference"), default="taskd")
+    parser.add_argument("--target", choices=("taskd", "reference", "floor"), default="taskd")
     parser.add_argument(
         "--compare", action="store_true", help="run taskd and the reference, and compare"
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="with --compare: also the floor (bench/floor), taking turns with the two",
     )
     parser.add_argument("--no-fail", action="store_true", help="exit 0 even if a target is missed")
     parser.add_argument("--duration", type=_positive, default=15, help="seconds per scenario")
@@ -93,7 +99,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="a URL of the PostgreSQL server that may create and drop databases",
     )
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "results")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.floor and not args.compare:
+        parser.error("--floor goes with --compare (alone: --target floor)")
+    return args
 
 
 def _stop_on_sigterm() -> None:
@@ -165,10 +174,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         wrk = ensure_wrk()
         session = Session(args)
         if not args.compare:
-            session.bench([taskd if args.target == "taskd" else Reference()], wrk)
+            alone: dict[str, Target] = {
+                "taskd": taskd,
+                "reference": Reference(),
+                "floor": Floor(taskd),
+            }
+            session.bench([alone[args.target]], wrk)
             return 0
-        mine, theirs = session.bench([taskd, Reference()], wrk)
+        # The floor takes its turn in each scenario between taskd and the reference.
+        runs = session.bench([taskd, *([Floor(taskd)] if args.floor else []), Reference()], wrk)
+        mine, theirs = runs[0], runs[-1]
         all_met = session.compare(mine, theirs)
+        if args.floor:
+            print(floor_report(mine, runs[1], theirs), flush=True)
     except BenchError as error:
         print(f"bench: error: {error}", file=sys.stderr)
         return EXIT_ERROR

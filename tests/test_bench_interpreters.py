@@ -72,7 +72,7 @@ def test_a_comparison_refuses_servers_on_different_interpreters() -> None:
     taskd = Unstartable("taskd", "3.11.2 /usr/bin/python3.11")
     reference = Unstartable("reference", "3.11.7 /opt/python/bin/python3.11")
     with pytest.raises(error, match="different interpreters") as refused:
-        bench.bench_targets([taskd, reference], options(bench.SETS), wrk="wrk")
+        bench.bench_targets([taskd, reference], options(harness().SETS), wrk="wrk")
     assert "taskd on Python 3.11.2 /usr/bin/python3.11" in str(refused.value)
     assert "reference on Python 3.11.7 /opt/python/bin/python3.11" in str(refused.value)
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from math import ceil
 from pathlib import Path
 
-from harness import HOST, BenchError, cpu
+from harness import HOST, LIST_MISS, MANY_USERS, ONE_USER, BenchError, cpu
 from harness.api import ApiClient, list_cache_lookups
 from harness.commands import progress
 from harness.population import (
@@ -34,13 +34,6 @@ from harness.tokens import hs256_token
 from harness.wrk import Load, WrkResult
 
 SCENARIOS = ("list", "get", "create", "update", "toggle", "delete", "mixed")
-# The data sets, each on its own database and server: one user's 1000 tasks; the same with
-# taskd's list page cache off, so that every list is a miss (taskd only: the reference has no
-# cache, and its list from one-user is the comparison); and many users under a Zipf spread.
-ONE_USER = "one-user"
-LIST_MISS = "list-miss"
-MANY_USERS = "many-users"
-SETS = (ONE_USER, LIST_MISS, MANY_USERS)
 NO_LIST_CACHE = {"TASKD_LIST_CACHE_MB": "0"}
 SEED_TASKS = 1000
 # The reader owns the seeded tasks; the writer gets every task the load creates, so the
@@ -173,6 +166,8 @@ def bench_targets(targets: list[Target], options: Options, wrk: str) -> list[Tar
     for data_set in options.sets:
         parts = []
         for target in targets:
+            if data_set not in target.data_sets:
+                continue
             if data_set == LIST_MISS and not target.list_cache:
                 # Every list of a target without a page cache is a miss: list-miss is compared
                 # with its one-user list (report.py), measured here, beside the misses, when
@@ -283,7 +278,7 @@ def _staged(part: Part, wrk: str) -> Iterator[Staged]:
                 threads=options.threads,
                 env=seeded.workload.env,
             )
-            port_with_metrics = port if target.list_cache else None
+            port_with_metrics = port if target.serves_metrics else None
             runner = Runner(
                 name,
                 server,

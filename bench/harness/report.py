@@ -8,15 +8,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.bench import (
-    LIST_MISS,
-    MANY_USERS,
-    ONE_USER,
-    Options,
-    ScenarioResult,
-    SetRun,
-    TargetRun,
-)
+from harness import LIST_MISS, MANY_USERS, ONE_USER
+from harness.bench import Options, ScenarioResult, SetRun, TargetRun
 
 
 @dataclass(frozen=True)
@@ -291,6 +284,53 @@ def comparison_report(taskd: TargetRun, reference: TargetRun, found: list[Check]
     else:
         lines.append(f"all {len(found)} targets met")
     return "\n".join(lines)
+
+
+def floor_report(taskd: TargetRun, floor: TargetRun, reference: TargetRun) -> str:
+    """The floor (bench/floor) held to taskd's targets, and taskd's rate as a share of it: a
+    target the floor misses is out of reach of taskd's data layer on this stack and these cores,
+    whatever taskd's handlers leave out."""
+    headers = ["set", "scenario", "floor req/s", "ratio", "needed", "floor p95 ms", "needed"]
+    headers += ["floor verdict", "taskd/floor", "CPU probe ms"]
+    rows = []
+    missed = 0
+    for data_set, goal, lowest, theirs in _pairs(floor, reference):
+        mine = taskd.sets[data_set].scenarios.get(goal.scenario) if data_set in taskd.sets else None
+        ratio = _ratio(lowest, theirs)
+        p95 = lowest.load.latency_ms["p95"]
+        met = (goal.min_ratio is None or ratio >= goal.min_ratio) and (
+            goal.max_p95_ms is None or p95 <= goal.max_p95_ms
+        )
+        missed += not met
+        share = (
+            f"{mine.load.requests_per_second / lowest.load.requests_per_second:.0%}"
+            if mine is not None and lowest.load.requests_per_second
+            else "-"
+        )
+        rows.append(
+            [
+                data_set,
+                goal.scenario,
+                f"{lowest.load.requests_per_second:.1f}",
+                f"{ratio:.2f}x",
+                f">={goal.min_ratio:g}x" if goal.min_ratio is not None else "-",
+                _ms(p95),
+                f"<={goal.max_p95_ms:g}" if goal.max_p95_ms is not None else "-",
+                "MISSED" if not met else "met",
+                share,
+                f"{lowest.speed_probe_ms:.0f}",
+            ]
+        )
+    errors = sum(
+        _errors(result) for run in floor.sets.values() for result in run.scenarios.values()
+    )
+    return "\n".join(
+        [
+            "the floor (taskd's data layer behind bare handlers) held to taskd's targets",
+            _table(headers, rows),
+            f"the floor missed {missed} of {len(rows)} rows; it had {errors} errors",
+        ]
+    )
 
 
 def set_json(run: SetRun) -> dict[str, Any]:
