@@ -45,6 +45,12 @@ def check_authentication(route_table: Sequence[Route]) -> None:
             raise ValueError(f"route {pattern!r} neither authenticates nor is marked @public")
 
 
+# The methods the access log and the metrics name as sent; any other is OTHER_METHOD, so that a
+# client making methods up cannot add a metric series per request.
+KNOWN_METHODS = frozenset(RequestHandler.SUPPORTED_METHODS)
+OTHER_METHOD = "other"
+
+
 class RequestRecorder:
     """The Application's `log_function`: after each response, its access-log line and metrics."""
 
@@ -55,7 +61,9 @@ class RequestRecorder:
         self._metrics = metrics
 
     def __call__(self, handler: RequestHandler) -> None:
-        method = handler.request.method or "-"
+        method = handler.request.method
+        if method not in KNOWN_METHODS:
+            method = OTHER_METHOD
         route = self._templates.get(type(handler), routes.UNMATCHED)
         status = handler.get_status()
         seconds = handler.request.request_time()

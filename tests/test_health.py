@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from typing import Any
 
@@ -109,6 +110,22 @@ async def test_metrics_count_requests_by_route_and_status(api, user_id, settings
     assert 1 <= sample(found, "taskd_db_pool_connections") <= settings.pool_max
     assert sample(found, "taskd_db_pool_connections_in_use") == 0
     assert sample(found, "taskd_db_pool_requests_waiting") == 0
+
+
+async def test_metrics_name_no_method_a_client_makes_up(api, taskd_port):
+    # Each method would otherwise be a metric series of its own, kept as long as the worker runs.
+    for made_up in ("MADEUP1", "MADEUP2", "PROPFIND"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", taskd_port)
+        writer.write(f"{made_up} /api/1/tasks HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert (await reader.readline()).startswith(b"HTTP/1.1 405 ")
+        writer.close()
+        await writer.wait_closed()
+
+    text = (await api.request("GET", "/metrics")).body.decode()
+    assert "MADEUP" not in text and "PROPFIND" not in text
+    found = samples(text)
+    requests = "taskd_http_requests_total"
+    assert sample(found, requests, method="other", route="/api/{user_id}/tasks", status="405") == 3
 
 
 def test_a_route_that_neither_authenticates_nor_is_public_is_refused():
