@@ -113,6 +113,12 @@ def configure(log_format: str = "auto", level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter_for(log_format, sys.stderr.isatty()))
     logging.basicConfig(level=level, handlers=[handler])
+    # Neither formatter shows where a call was made from, nor the thread or multiprocessing
+    # process it was made in: logging need not look them up for every record (the logging
+    # HOWTO, "Optimization"). The process id stays: JSON lines carry it.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logMultiprocessing = False
     # Both narrate at INFO: yoyo each step of each migration (taskd sums them up in one line),
     # pgserver each check it makes while starting the embedded PostgreSQL.
     for chatty in ("pgserver", "yoyo"):

@@ -75,6 +75,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self._request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
         def gauge(name: str, documentation: str) -> Gauge:
             # livesum: the sum over the workers that are running.
@@ -113,8 +114,19 @@ class Metrics:
         )
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        # Each (method, route, status)'s labelled series, looked up once (labels() costs more
+        # than the increments); a bounded set, as the recorder names only known methods.
+        key = (method, route, status)
+        series = self._request_series.get(key)
+        if series is None:
+            series = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            self._request_series[key] = series
+        count, duration = series
+        count.inc()
+        duration.observe(seconds)
 
     def observe_server(self, in_flight: int, pool_stats: Mapping[str, int]) -> None:
         self.in_flight.set(in_flight)
