@@ -177,12 +177,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             alone: dict[str, Target] = {
                 "taskd": taskd,
                 "reference": Reference(),
-                "floor": Floor(taskd),
+                "floor": Floor(args.taskd),
             }
             session.bench([alone[args.target]], wrk)
             return 0
         # The floor takes its turn in each scenario between taskd and the reference.
-        runs = session.bench([taskd, *([Floor(taskd)] if args.floor else []), Reference()], wrk)
+        runs = session.bench(
+            [taskd, *([Floor(args.taskd)] if args.floor else []), Reference()], wrk
+        )
         mine, theirs = runs[0], runs[-1]
         all_met = session.compare(mine, theirs)
         if args.floor:

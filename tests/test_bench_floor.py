@@ -42,9 +42,8 @@ class Floor:
 @pytest.fixture
 def floor(database_url: str, server_url: str, tmp_path: Path) -> Iterator[Floor]:
     targets = harness("targets")
-    taskd = targets.Taskd(Path(sys.prefix) / "bin" / "taskd")
     port = free_port()
-    launch = targets.Floor(taskd).launch(
+    launch = targets.Floor(Path(sys.prefix) / "bin" / "taskd").launch(
         direct_url(database_url, server_url), secrets.token_urlsafe(48), port, workers=1
     )
     log = tmp_path / "floor.log"

@@ -157,29 +157,36 @@ def _pairs(
                 yield data_set, goal, mine.scenarios[goal.scenario], theirs.scenarios[goal.scenario]
 
 
+def _goal_checks(
+    data_set: str, goal: Goal, mine: ScenarioResult, theirs: ScenarioResult
+) -> list[Check]:
+    """The checks of one scenario's goal: its ratio over the reference, its p95."""
+    where = f"{data_set} {goal.scenario}"
+    found = []
+    if goal.min_ratio is not None:
+        ratio = _ratio(mine, theirs)
+        found.append(
+            Check(
+                f"{where}: req/s >= {goal.min_ratio:g}x the reference's",
+                ratio >= goal.min_ratio,
+                f"{ratio:.2f}x",
+            )
+        )
+    if goal.max_p95_ms is not None:
+        p95 = mine.load.latency_ms["p95"]
+        found.append(
+            Check(
+                f"{where}: p95 <= {goal.max_p95_ms:g} ms", p95 <= goal.max_p95_ms, f"{p95:.1f} ms"
+            )
+        )
+    return found
+
+
 def checks(taskd: TargetRun, reference: TargetRun) -> list[Check]:
     """Every target that this run can judge, met or not."""
     found: list[Check] = []
     for data_set, goal, mine, theirs in _pairs(taskd, reference):
-        where = f"{data_set} {goal.scenario}"
-        if goal.min_ratio is not None:
-            ratio = _ratio(mine, theirs)
-            found.append(
-                Check(
-                    f"{where}: req/s >= {goal.min_ratio:g}x the reference's",
-                    ratio >= goal.min_ratio,
-                    f"{ratio:.2f}x",
-                )
-            )
-        if goal.max_p95_ms is not None:
-            p95 = mine.load.latency_ms["p95"]
-            found.append(
-                Check(
-                    f"{where}: p95 <= {goal.max_p95_ms:g} ms",
-                    p95 <= goal.max_p95_ms,
-                    f"{p95:.1f} ms",
-                )
-            )
+        found += _goal_checks(data_set, goal, mine, theirs)
     for data_set, run in taskd.sets.items():
         for name, result in run.scenarios.items():
             load = result.load
@@ -296,11 +303,7 @@ def floor_report(taskd: TargetRun, floor: TargetRun, reference: TargetRun) -> st
     missed = 0
     for data_set, goal, lowest, theirs in _pairs(floor, reference):
         mine = taskd.sets[data_set].scenarios.get(goal.scenario) if data_set in taskd.sets else None
-        ratio = _ratio(lowest, theirs)
-        p95 = lowest.load.latency_ms["p95"]
-        met = (goal.min_ratio is None or ratio >= goal.min_ratio) and (
-            goal.max_p95_ms is None or p95 <= goal.max_p95_ms
-        )
+        met = all(check.met for check in _goal_checks(data_set, goal, lowest, theirs))
         missed += not met
         share = (
             f"{mine.load.requests_per_second / lowest.load.requests_per_second:.0%}"
@@ -312,9 +315,9 @@ def floor_report(taskd: TargetRun, floor: TargetRun, reference: TargetRun) -> st
                 data_set,
                 goal.scenario,
                 f"{lowest.load.requests_per_second:.1f}",
-                f"{ratio:.2f}x",
+                f"{_ratio(lowest, theirs):.2f}x",
                 f">={goal.min_ratio:g}x" if goal.min_ratio is not None else "-",
-                _ms(p95),
+                _ms(lowest.load.latency_ms["p95"]),
                 f"<={goal.max_p95_ms:g}" if goal.max_p95_ms is not None else "-",
                 "MISSED" if not met else "met",
                 share,

@@ -155,11 +155,12 @@ class Reference:
 
 
 @dataclass(frozen=True)
-class Floor:
+class Floor(Taskd):
     """taskd's data layer behind bare Tornado handlers (bench/floor/app.py), on taskd's
-    interpreter and package: what taskd's requests cost at the least on this stack."""
+    interpreter, package and settings (`executable` is taskd's): what taskd's requests cost at
+    the least on this stack. Its tokens are taskd's, sent and never read: it trusts the path's
+    user id."""
 
-    taskd: Taskd = Taskd()
     name: str = "floor"
     # taskd's page cache, which TASKD_LIST_CACHE_MB=0 turns off for list-miss as for taskd.
     list_cache: bool = True
@@ -167,29 +168,14 @@ class Floor:
     # The sets of the targets still missed (issue 14); one-user's are met.
     data_sets: tuple[str, ...] = (LIST_MISS, MANY_USERS)
 
-    def prepare(self) -> None:
-        self.taskd.prepare()
-
-    def interpreter(self) -> str:
-        return self.taskd.interpreter()
-
     def launch(self, database_url: str, secret: str, port: int, workers: int) -> Launch:
-        # taskd's environment, so the floor reads the same settings.
-        python = self.taskd.executable.parent / "python"
+        python = self.executable.parent / "python"
         return replace(
-            self.taskd.launch(database_url, secret, port, workers),
+            super().launch(database_url, secret, port, workers),
             command=[str(python), str(FLOOR_APP)],
             ready_line="floor worker ",  # by each worker
             ready_count=workers,
         )
-
-    def token(self, database_url: str, secret: str, user_id: int) -> str:
-        # Sent, and never read: the floor trusts the path's user id.
-        return hs256_token(secret, user_id, TOKEN_TTL_S)
-
-    @staticmethod
-    def many_users_seed_sql(people: Population) -> str:
-        return Taskd.many_users_seed_sql(people)
 
 
 class Target(Protocol):
